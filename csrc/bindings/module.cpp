@@ -1,0 +1,215 @@
+// The private extension module `subpixel_ext._core`.
+//
+// Thin by design: the Python layer validates arguments, resolves dtypes and allocates the
+// output. Entry points here take exactly-typed C-contiguous arrays (4-D for convolutions),
+// re-check only what memory safety depends on, and release the GIL around native work.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+
+#include "../kernels/dispatch.h"
+#include "../ops/errors.h"
+#include "../ops/ops.h"
+#include "../ops/parallel.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw py::value_error(message);
+}
+
+template <typename T>
+bool has_type(const py::array& a) {
+  // check_ compares dtypes exactly (byte order included) and requires C order.
+  return py::array_t<T, py::array::c_style>::check_(a);
+}
+
+spx::Dims dims4(const py::array& a, bool nhwc, const char* name) {
+  require(a.ndim() == 4, std::string(name) + " must be 4-D");
+  const auto* s = a.shape();
+  return nhwc ? spx::Dims{s[0], s[3], s[1], s[2]} : spx::Dims{s[0], s[1], s[2], s[3]};
+}
+
+// Shared checks and argument block of the three convolution entry points. `w_out_axis` is the
+// weight axis holding output channels (0 for conv2d, 1 for transposed, per group).
+spx::ConvArgs conv_args(const py::array& x, const py::array& w, const py::object& bias, py::array y,
+                        Pair stride, Pair dilation, Pair pad, int64_t groups, bool nhwc, int threads,
+                        int64_t out_channels) {
+  spx::ConvArgs a;
+  a.x = dims4(x, nhwc, "x");
+  a.y = dims4(y, nhwc, "out");
+  require(w.ndim() == 4, "weight must be 4-D");
+  require(groups >= 1 && a.x.c % groups == 0 && out_channels % groups == 0, "groups must divide the channels");
+  require(stride[0] >= 1 && stride[1] >= 1 && dilation[0] >= 1 && dilation[1] >= 1, "stride and dilation must be >= 1");
+  require(pad[0] >= 0 && pad[1] >= 0, "padding must be >= 0");
+  require(a.x.n == a.y.n, "x and out must have the same batch size");
+  require(a.x.h >= 1 && a.x.w >= 1 && a.y.h >= 1 && a.y.w >= 1, "spatial sizes must be >= 1");
+  if (!bias.is_none()) {
+    const py::array b = bias.cast<py::array>();
+    require(b.ndim() == 1 && b.shape(0) == out_channels, "bias must have one entry per output channel");
+  }
+  a.kh = w.shape(2);
+  a.kw = w.shape(3);
+  require(a.kh >= 1 && a.kw >= 1, "kernel must be non-empty");
+  a.stride_h = stride[0];
+  a.stride_w = stride[1];
+  a.dilation_h = dilation[0];
+  a.dilation_w = dilation[1];
+  a.pad_top = pad[0];
+  a.pad_left = pad[1];
+  a.groups = groups;
+  a.nhwc = nhwc;
+  a.threads = spx::resolve_threads(threads);
+  return a;
+}
+
+template <typename T>
+const T* data_of(const py::object& maybe) {
+  return maybe.is_none() ? nullptr : static_cast<const T*>(maybe.cast<py::array>().data());
+}
+
+// Calls fn<float> or fn<double> after checking every array has that exact type.
+template <class Fn>
+void with_dtype(const py::array& x, const py::array& w, const py::object& bias, py::array y, Fn&& fn) {
+  auto all_of = [&](auto tag) {
+    using T = decltype(tag);
+    return has_type<T>(x) && has_type<T>(w) && has_type<T>(y) && y.writeable() &&
+           (bias.is_none() || has_type<T>(bias.cast<py::array>()));
+  };
+  if (all_of(float())) {
+    py::gil_scoped_release nogil;
+    fn(float());
+  } else if (all_of(double())) {
+    py::gil_scoped_release nogil;
+    fn(double());
+  } else {
+    throw py::type_error("x, weight, bias and out must all be C-contiguous float32 or all float64 (out writeable)");
+  }
+}
+
+void conv2d(const py::array& x, const py::array& w, const py::object& bias, py::array y, Pair stride,
+            Pair dilation, Pair pad, int64_t groups, bool nhwc, int threads) {
+  const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, pad, groups, nhwc, threads, w.ndim() == 4 ? w.shape(0) : 0);
+  require(a.y.c == w.shape(0) && w.shape(1) * groups == a.x.c, "weight does not match the channels");
+  with_dtype(x, w, bias, y, [&](auto tag) {
+    using T = decltype(tag);
+    spx::conv2d<T>(a, static_cast<const T*>(x.data()), static_cast<const T*>(w.data()), data_of<T>(bias),
+                   static_cast<T*>(y.mutable_data()));
+  });
+}
+
+void conv_transpose2d(const py::array& x, const py::array& w, const py::object& bias, py::array y,
+                      Pair stride, Pair dilation, Pair crop, int64_t groups, bool nhwc, const std::string& method,
+                      int threads) {
+  require(method == "direct" || method == "polyphase", "method must be 'direct' or 'polyphase'");
+  const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, crop, groups, nhwc, threads, w.ndim() == 4 ? w.shape(1) * groups : 0);
+  require(w.shape(0) == a.x.c && w.shape(1) * groups == a.y.c, "weight does not match the channels");
+  const spx::TransposedMethod m = method == "direct" ? spx::TransposedMethod::kDirect : spx::TransposedMethod::kPolyphase;
+  with_dtype(x, w, bias, y, [&](auto tag) {
+    using T = decltype(tag);
+    spx::conv_transpose2d<T>(a, m, static_cast<const T*>(x.data()), static_cast<const T*>(w.data()), data_of<T>(bias),
+                             static_cast<T*>(y.mutable_data()));
+  });
+}
+
+void subpixel_conv2d(const py::array& x, const py::array& w, const py::object& bias, py::array y, Pair stride,
+                     Pair dilation, Pair pad, int64_t groups, Pair factor, bool dcr, bool nhwc, int threads) {
+  require(factor[0] >= 1 && factor[1] >= 1, "upscale_factor must be >= 1");
+  const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, pad, groups, nhwc, threads, w.ndim() == 4 ? w.shape(0) : 0);
+  require(a.y.h % factor[0] == 0 && a.y.w % factor[1] == 0, "out spatial size must be a multiple of the factor");
+  require(w.shape(0) == a.y.c * factor[0] * factor[1] && w.shape(1) * groups == a.x.c, "weight does not match the channels");
+  with_dtype(x, w, bias, y, [&](auto tag) {
+    using T = decltype(tag);
+    spx::subpixel_conv2d<T>(a, factor[0], factor[1], dcr, static_cast<const T*>(x.data()),
+                            static_cast<const T*>(w.data()), data_of<T>(bias), static_cast<T*>(y.mutable_data()));
+  });
+}
+
+size_t element_size_of(const py::array& src, py::array dst) {
+  const bool f32 = has_type<float>(src) && has_type<float>(dst), f64 = has_type<double>(src) && has_type<double>(dst);
+  if (!(f32 || f64) || !dst.writeable())
+    throw py::type_error("src and out must both be C-contiguous float32 or float64 (out writeable)");
+  return f32 ? 4 : 8;
+}
+
+void pixel_shuffle(const py::array& src, py::array dst, int64_t batch, int64_t channels, int64_t h, int64_t w,
+                   Pair factor, bool dcr, bool nhwc, bool to_low, int threads) {
+  require(batch >= 0 && channels >= 0 && h >= 0 && w >= 0 && factor[0] >= 1 && factor[1] >= 1, "invalid shuffle sizes");
+  int64_t total = batch;
+  for (int64_t d : {channels, h, w, factor[0], factor[1]}) total = spx::checked_mul(total, d, "shuffle");
+  require(src.size() == total && dst.size() == total, "src/out sizes do not match the shuffle");
+  const size_t es = element_size_of(src, dst);
+  const spx::ShuffleArgs a{batch, channels, h, w, factor[0], factor[1], dcr, nhwc, to_low, spx::resolve_threads(threads)};
+  py::gil_scoped_release nogil;
+  spx::pixel_shuffle(a, src.data(), dst.mutable_data(), es);
+}
+
+void zero_insert(const py::array& src, py::array dst, Pair stride, int threads) {
+  require(stride[0] >= 1 && stride[1] >= 1, "stride must be >= 1");
+  require(src.ndim() == 3 && dst.ndim() == 3, "zero_insert takes (batch, h, w) arrays");
+  const int64_t b = src.shape(0), h = src.shape(1), w = src.shape(2);
+  require(dst.shape(0) == b && dst.shape(1) == spx::checked_mul(h, stride[0], "out") &&
+              dst.shape(2) == spx::checked_mul(w, stride[1], "out"),
+          "out shape does not match the stride");
+  const size_t es = element_size_of(src, dst);
+  const int nt = spx::resolve_threads(threads);
+  py::gil_scoped_release nogil;
+  spx::zero_insert(b, h, w, stride[0], stride[1], src.data(), dst.mutable_data(), es, nt);
+}
+
+py::dict config() {
+  const spx::SimdInfo s = spx::simd_info();
+  py::dict d;
+  d["version"] = SPX_VERSION;
+#if defined(__clang__)
+  d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = std::string("gcc ") + __VERSION__;
+#elif defined(_MSC_VER)
+  d["compiler"] = std::string("msvc ") + std::to_string(_MSC_VER);
+#else
+  d["compiler"] = "unknown";
+#endif
+  d["openmp"] = spx::openmp_enabled();
+  d["openmp_version"] = spx::openmp_version();
+  d["simd_compiled"] = std::string(s.compiled);
+  d["simd_supported"] = std::string(s.supported);
+  d["simd_active"] = std::string(s.active);
+  d["simd_requested"] = std::string(s.requested);
+  d["simd_request_understood"] = s.request_understood;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
+  m.doc() = "Native kernels of subpixel_ext (private; use the subpixel_ext package).";
+  spx::install_fork_handler();
+  py::register_exception<spx::SizeError>(m, "SizeError", PyExc_MemoryError);
+
+  m.def("conv2d", &conv2d, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("stride"),
+        py::arg("dilation"), py::arg("pad_begin"), py::arg("groups"), py::arg("nhwc"), py::arg("threads"));
+  m.def("conv_transpose2d", &conv_transpose2d, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+        py::arg("stride"), py::arg("dilation"), py::arg("crop_begin"), py::arg("groups"), py::arg("nhwc"),
+        py::arg("method"), py::arg("threads"));
+  m.def("subpixel_conv2d", &subpixel_conv2d, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+        py::arg("stride"), py::arg("dilation"), py::arg("pad_begin"), py::arg("groups"), py::arg("factor"),
+        py::arg("dcr"), py::arg("nhwc"), py::arg("threads"));
+  m.def("pixel_shuffle", &pixel_shuffle, py::arg("src"), py::arg("out"), py::arg("batch"), py::arg("channels"),
+        py::arg("h"), py::arg("w"), py::arg("factor"), py::arg("dcr"), py::arg("nhwc"), py::arg("to_low"),
+        py::arg("threads"));
+  m.def("zero_insert", &zero_insert, py::arg("src"), py::arg("out"), py::arg("stride"), py::arg("threads"));
+  m.def("get_num_threads", [] { return spx::default_threads(); });
+  m.def("set_num_threads", [](int n) {
+    require(n >= 1, "num_threads must be >= 1");
+    spx::set_default_threads(n);
+  });
+  m.def("config", &config);
+}

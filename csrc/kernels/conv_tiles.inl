@@ -1,0 +1,118 @@
+// Convolution tile microkernels, compiled once per instruction set.
+//
+// Included by conv_tiles_<isa>.cpp after defining SPX_ISA_<ISA> and SPX_TABLE_GETTER.
+// Only the table getter has external linkage; everything else is in an anonymous namespace.
+#include "microkernels.h"
+#include "simd.h"
+
+namespace {
+
+// Register tile shapes: MR broadcast rows x NV vectors. 12 accumulators leave room for the
+// loaded operands in 16 vector registers.
+enum { kRowvecMR = 4, kRowvecNV = 3, kChanvecMR = 6, kChanvecNV = 2 };
+
+template <class V, int MR, int NV>
+void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
+  typedef typename V::scalar T;
+  typedef typename V::vec Vec;
+  const int L = V::lanes;
+  Vec acc[MR][NV];
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    const Vec b = V::splat(a.bias[i]);
+    SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = b;
+  }
+  const T* w = a.w;
+  for (size_t kk = 0; kk < a.k; ++kk, w += MR) {
+    const T* xp = a.x + a.x_offsets[kk];
+    Vec xv[NV];
+    SPX_UNROLL for (int v = 0; v < NV; ++v) xv[v] = V::load(xp + v * L);
+    SPX_UNROLL for (int i = 0; i < MR; ++i) {
+      const Vec wi = V::splat(w[i]);
+      SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(wi, xv[v], acc[i][v]);
+    }
+  }
+  const size_t nr = static_cast<size_t>(NV * L);
+  if (a.y_pixel_stride == 1 && a.nr_valid == nr) {
+    for (size_t i = 0; i < a.mr_valid; ++i) {
+      T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_channel_stride;
+      SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
+    }
+    return;
+  }
+  T tile[MR][NV * V::lanes];
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
+  }
+  for (size_t i = 0; i < a.mr_valid; ++i) {
+    T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_channel_stride;
+    for (size_t j = 0; j < a.nr_valid; ++j) yi[static_cast<ptrdiff_t>(j) * a.y_pixel_stride] = tile[i][j];
+  }
+}
+
+template <class V, int MR, int NV>
+void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
+  typedef typename V::scalar T;
+  typedef typename V::vec Vec;
+  const int L = V::lanes;
+  Vec acc[MR][NV];
+  SPX_UNROLL for (int v = 0; v < NV; ++v) {
+    const Vec b = V::load(a.bias + v * L);
+    SPX_UNROLL for (int i = 0; i < MR; ++i) acc[i][v] = b;
+  }
+  // Pixels past mr_valid recompute pixel 0 so that every read stays inside the input.
+  const T* xpix[MR];
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    xpix[i] = a.x + (static_cast<size_t>(i) < a.mr_valid ? i * a.x_pixel_stride : 0);
+  }
+  const T* w = a.w;
+  for (size_t t = 0; t < a.taps; ++t) {
+    const ptrdiff_t off = a.tap_offsets[t];
+    for (size_t c = 0; c < a.channels; ++c, w += NV * L) {
+      Vec wv[NV];
+      SPX_UNROLL for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
+      SPX_UNROLL for (int i = 0; i < MR; ++i) {
+        const Vec xi = V::splat(xpix[i][off + static_cast<ptrdiff_t>(c)]);
+        SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, wv[v], acc[i][v]);
+      }
+    }
+  }
+  const size_t nr = static_cast<size_t>(NV * L);
+  if (a.nr_valid == nr) {
+    for (size_t i = 0; i < a.mr_valid; ++i) {
+      T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
+      SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
+    }
+    return;
+  }
+  T tile[MR][NV * V::lanes];
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
+  }
+  for (size_t i = 0; i < a.mr_valid; ++i) {
+    T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
+    for (size_t j = 0; j < a.nr_valid; ++j) yi[j] = tile[i][j];
+  }
+}
+
+template <class V>
+spx::ConvKernels<typename V::scalar> conv_kernels() {
+  spx::ConvKernels<typename V::scalar> k;
+  k.rowvec = &rowvec_tile<V, kRowvecMR, kRowvecNV>;
+  k.rowvec_mr = kRowvecMR;
+  k.rowvec_nr = kRowvecNV * V::lanes;
+  k.chanvec = &chanvec_tile<V, kChanvecMR, kChanvecNV>;
+  k.chanvec_mr = kChanvecMR;
+  k.chanvec_nr = kChanvecNV * V::lanes;
+  return k;
+}
+
+}  // namespace
+
+namespace spx {
+
+const KernelTable* SPX_TABLE_GETTER() {
+  static const KernelTable table = {SPX_ISA_NAME, conv_kernels<VecF32>(), conv_kernels<VecF64>()};
+  return &table;
+}
+
+}  // namespace spx

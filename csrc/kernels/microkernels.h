@@ -1,0 +1,69 @@
+// Microkernel interface: the argument blocks every ISA implements and the dispatch table.
+//
+// Plain C++ with no standard-library templates: this header is included by the per-ISA
+// translation units, which are compiled with different instruction-set flags (see
+// CMakeLists.txt). Anything with external linkage defined there could be merged across
+// those units by the linker and run on a CPU that lacks the instructions.
+#pragma once
+
+#include <cstddef>
+
+namespace spx {
+
+// Vectors along output pixels of one row (NCHW): an MR x NR tile of
+// (output channels) x (pixels), reduction over `k` steps of (input channel, tap).
+template <typename T>
+struct RowvecArgs {
+  size_t mr_valid;            // output channels of the tile that are stored (<= MR)
+  size_t nr_valid;            // pixels of the tile that are stored (<= NR)
+  size_t k;                   // reduction steps
+  const T* x;                 // input element read by pixel 0 at offset 0
+  const ptrdiff_t* x_offsets; // k offsets from x; pixel j reads x[offset + j]
+  const T* w;                 // packed weights, k x MR
+  const T* bias;              // MR entries
+  T* y;                       // output of channel 0, pixel 0
+  ptrdiff_t y_channel_stride;
+  ptrdiff_t y_pixel_stride;
+};
+
+// Vectors along output channels (NHWC): an MR x NR tile of (pixels) x (output channels),
+// reduction over taps x input channels (input channels contiguous in memory).
+template <typename T>
+struct ChanvecArgs {
+  size_t mr_valid;              // pixels of the tile that are stored (<= MR)
+  size_t nr_valid;              // output channels that are stored (<= NR)
+  size_t taps;
+  size_t channels;              // input channels per tap
+  const T* x;                   // first input channel of pixel 0 at tap offset 0
+  ptrdiff_t x_pixel_stride;     // distance between the tile's pixels in x
+  const ptrdiff_t* tap_offsets; // taps offsets from a pixel's base
+  const T* w;                   // packed weights, taps x channels x NR
+  const T* bias;                // NR entries
+  T* y;                         // output of pixel 0, channel 0
+  ptrdiff_t y_pixel_stride;
+};
+
+template <typename T>
+struct ConvKernels {
+  void (*rowvec)(const RowvecArgs<T>& args);
+  size_t rowvec_mr;
+  size_t rowvec_nr;
+  void (*chanvec)(const ChanvecArgs<T>& args);
+  size_t chanvec_mr;
+  size_t chanvec_nr;
+};
+
+struct KernelTable {
+  const char* isa;
+  ConvKernels<float> f32;
+  ConvKernels<double> f64;
+};
+
+// One getter per compiled ISA unit; declared for all, defined only where compiled.
+const KernelTable* kernel_table_scalar();
+const KernelTable* kernel_table_sse2();
+const KernelTable* kernel_table_avx2();
+const KernelTable* kernel_table_avx512();
+const KernelTable* kernel_table_neon();
+
+}  // namespace spx

@@ -1,0 +1,133 @@
+// Vector types for one instruction set, chosen by the SPX_ISA_* macro of the including unit.
+//
+// Everything here lives in an anonymous namespace (internal linkage), so the same names
+// compiled with different flags in different units can never be merged by the linker.
+#pragma once
+
+#include <cstddef>
+
+#if defined(SPX_ISA_AVX512) || defined(SPX_ISA_AVX2) || defined(SPX_ISA_SSE2)
+#include <immintrin.h>
+#elif defined(SPX_ISA_NEON)
+#include <arm_neon.h>
+#endif
+
+#if defined(__clang__)
+#define SPX_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define SPX_UNROLL _Pragma("GCC unroll 16")
+#else
+#define SPX_UNROLL
+#endif
+
+namespace {
+
+#if defined(SPX_ISA_AVX512)
+struct VecF32 {
+  typedef float scalar;
+  typedef __m512 vec;
+  enum { lanes = 16 };
+  static vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static vec splat(float v) { return _mm512_set1_ps(v); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+};
+struct VecF64 {
+  typedef double scalar;
+  typedef __m512d vec;
+  enum { lanes = 8 };
+  static vec load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
+  static vec splat(double v) { return _mm512_set1_pd(v); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+};
+#elif defined(SPX_ISA_AVX2)
+struct VecF32 {
+  typedef float scalar;
+  typedef __m256 vec;
+  enum { lanes = 8 };
+  static vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  static vec splat(float v) { return _mm256_set1_ps(v); }
+  static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+};
+struct VecF64 {
+  typedef double scalar;
+  typedef __m256d vec;
+  enum { lanes = 4 };
+  static vec load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
+  static vec splat(double v) { return _mm256_set1_pd(v); }
+  static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
+};
+#elif defined(SPX_ISA_SSE2)
+// x86-64 baseline: no FMA instruction, so multiply then add.
+struct VecF32 {
+  typedef float scalar;
+  typedef __m128 vec;
+  enum { lanes = 4 };
+  static vec load(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, vec v) { _mm_storeu_ps(p, v); }
+  static vec splat(float v) { return _mm_set1_ps(v); }
+  static vec fma(vec a, vec b, vec c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+};
+struct VecF64 {
+  typedef double scalar;
+  typedef __m128d vec;
+  enum { lanes = 2 };
+  static vec load(const double* p) { return _mm_loadu_pd(p); }
+  static void store(double* p, vec v) { _mm_storeu_pd(p, v); }
+  static vec splat(double v) { return _mm_set1_pd(v); }
+  static vec fma(vec a, vec b, vec c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+};
+#elif defined(SPX_ISA_NEON)
+struct VecF32 {
+  typedef float scalar;
+  typedef float32x4_t vec;
+  enum { lanes = 4 };
+  static vec load(const float* p) { return vld1q_f32(p); }
+  static void store(float* p, vec v) { vst1q_f32(p, v); }
+  static vec splat(float v) { return vdupq_n_f32(v); }
+  static vec fma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
+};
+struct VecF64 {
+  typedef double scalar;
+  typedef float64x2_t vec;
+  enum { lanes = 2 };
+  static vec load(const double* p) { return vld1q_f64(p); }
+  static void store(double* p, vec v) { vst1q_f64(p, v); }
+  static vec splat(double v) { return vdupq_n_f64(v); }
+  static vec fma(vec a, vec b, vec c) { return vfmaq_f64(c, a, b); }
+};
+#else
+// Portable fallback for other architectures: small fixed arrays the compiler may vectorize.
+template <typename T>
+struct VecScalar {
+  typedef T scalar;
+  struct vec {
+    T v[4];
+  };
+  enum { lanes = 4 };
+  static vec load(const T* p) {
+    vec r;
+    for (int i = 0; i < 4; ++i) r.v[i] = p[i];
+    return r;
+  }
+  static void store(T* p, vec a) {
+    for (int i = 0; i < 4; ++i) p[i] = a.v[i];
+  }
+  static vec splat(T s) {
+    vec r;
+    for (int i = 0; i < 4; ++i) r.v[i] = s;
+    return r;
+  }
+  static vec fma(vec a, vec b, vec c) {
+    for (int i = 0; i < 4; ++i) c.v[i] += a.v[i] * b.v[i];
+    return c;
+  }
+};
+typedef VecScalar<float> VecF32;
+typedef VecScalar<double> VecF64;
+#endif
+
+}  // namespace

@@ -1,0 +1,206 @@
+// conv2d, transposed convolution (direct and polyphase) and the fused sub-pixel layer, each
+// described as a ConvProblem for the shared engine.
+#include <algorithm>
+#include <vector>
+
+#include "conv_engine.h"
+#include "ops.h"
+
+namespace spx {
+namespace {
+
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+ConvProblem base_problem(const ConvArgs& a, int64_t out_channels, int64_t out_h, int64_t out_w) {
+  ConvProblem p;
+  p.batch = a.x.n;
+  p.in_channels = a.x.c;
+  p.in_h = a.x.h;
+  p.in_w = a.x.w;
+  p.out_channels = out_channels;
+  p.out_h = out_h;
+  p.out_w = out_w;
+  p.groups = a.groups;
+  p.nhwc = a.nhwc;
+  p.stride_h = p.stride_w = 1;
+  return p;
+}
+
+// A correlation's frame and single tap set; the output grid is the caller's.
+void correlation_frame(const ConvArgs& a, int64_t rows, int64_t cols, ConvProblem* p, std::vector<Tap>* taps) {
+  p->stride_h = a.stride_h;
+  p->stride_w = a.stride_w;
+  p->frame.pad_top = a.pad_top;
+  p->frame.pad_left = a.pad_left;
+  p->frame.step_h = p->frame.step_w = 1;
+  p->frame.rows = (rows - 1) * a.stride_h + a.dilation_h * (a.kh - 1) + 1;
+  p->frame.cols = (cols - 1) * a.stride_w + a.dilation_w * (a.kw - 1) + 1;
+  for (int64_t kh = 0; kh < a.kh; ++kh)
+    for (int64_t kw = 0; kw < a.kw; ++kw) taps->push_back({kh * a.dilation_h, kw * a.dilation_w, kh, kw});
+}
+
+Phase make_phase(int64_t rows, int64_t cols, int64_t row0, int64_t col0, int64_t row_step, int64_t col_step,
+                 std::vector<Tap> taps) {
+  Phase ph;
+  ph.rows = rows;
+  ph.cols = cols;
+  ph.out_row0 = row0;
+  ph.out_col0 = col0;
+  ph.out_row_step = row_step;
+  ph.out_col_step = col_step;
+  ph.taps = std::move(taps);
+  return ph;
+}
+
+// Weights of a correlation, (C_out, C_in/groups, kh, kw), indexed by block source channel.
+template <typename T>
+void run_correlation(const ConvProblem& p, const ConvArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t cg_in = a.x.c / a.groups, kk = a.kh * a.kw, kw = a.kw;
+  run_conv<T>(
+      p, x, y,
+      [=](const Block& b, int64_t co, int64_t c, const Tap& t) {
+        return w[((b.source0 + co * b.source_step) * cg_in + c) * kk + t.kh * kw + t.kw];
+      },
+      [=](const Block& b, int64_t co) { return bias ? bias[b.source0 + co * b.source_step] : T(0); }, a.threads);
+}
+
+// One axis of the polyphase decomposition (see shared design notes): output index
+// o = n*s + r reads input n + e for every tap k with r + crop - k*d == e*s.
+struct AxisPhases {
+  int64_t pad = 0;         // frame position of input index 0
+  int64_t frame_len = 0;
+  std::vector<int64_t> count;                          // outputs per phase
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> taps;  // (k, e) per phase
+};
+
+AxisPhases polyphase_axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t crop, int64_t out) {
+  AxisPhases ax;
+  ax.count.resize(static_cast<size_t>(s));
+  ax.taps.resize(static_cast<size_t>(s));
+  int64_t lowest = 0;
+  for (int64_t r = 0; r < s; ++r) {
+    const int64_t count = out > r ? (out - r + s - 1) / s : 0;
+    ax.count[static_cast<size_t>(r)] = count;
+    if (count == 0) continue;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int64_t num = r + crop - kk * d;
+      const int64_t e = floor_div(num, s);
+      // Skip taps that are not on this phase, and taps that only ever read outside the input.
+      if (e * s != num || e + count - 1 < 0 || e > in - 1) continue;
+      ax.taps[static_cast<size_t>(r)].push_back({kk, e});
+      lowest = std::min(lowest, e);
+    }
+  }
+  ax.pad = -lowest;
+  ax.frame_len = ax.pad + in;
+  for (int64_t r = 0; r < s; ++r)
+    for (const auto& t : ax.taps[static_cast<size_t>(r)])
+      ax.frame_len = std::max(ax.frame_len, ax.pad + t.second + ax.count[static_cast<size_t>(r)]);
+  return ax;
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d(const ConvArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  ConvProblem p = base_problem(a, a.y.c, a.y.h, a.y.w);
+  std::vector<Tap> taps;
+  correlation_frame(a, a.y.h, a.y.w, &p, &taps);
+  p.phases.push_back(make_phase(a.y.h, a.y.w, 0, 0, 1, 1, std::move(taps)));
+  const int64_t cg_out = a.y.c / a.groups;
+  for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back({0, g, cg_out, g * cg_out, g * cg_out, 1});
+  run_correlation(p, a, x, w, bias, y);
+}
+
+template <typename T>
+void subpixel_conv2d(const ConvArgs& a, int64_t rh, int64_t rw, bool dcr, const T* x, const T* w, const T* bias,
+                     T* y) {
+  ConvProblem p = base_problem(a, a.y.c, a.y.h, a.y.w);
+  const int64_t rows = a.y.h / rh, cols = a.y.w / rw, r2 = rh * rw;
+  std::vector<Tap> taps;
+  correlation_frame(a, rows, cols, &p, &taps);
+  // Conv channel cc becomes output channel c of phase rho: CRD cc = c*r2 + rho, DCR cc = rho*C + c.
+  const int64_t channels = a.y.c, cg_conv = channels * r2 / a.groups;
+  for (int64_t rho = 0; rho < r2; ++rho) {
+    p.phases.push_back(make_phase(rows, cols, rho / rw, rho % rw, rh, rw, taps));
+    for (int64_t g = 0; g < a.groups; ++g) {
+      const int64_t lo = g * cg_conv, hi = lo + cg_conv;  // conv channels of group g
+      int64_t c0, c1;
+      if (dcr) {
+        c0 = std::max(lo, rho * channels) - rho * channels;
+        c1 = std::min(hi, (rho + 1) * channels) - rho * channels;
+      } else {
+        c0 = std::max<int64_t>(0, (lo - rho + r2 - 1) / r2);
+        c1 = std::max<int64_t>(0, (hi - rho + r2 - 1) / r2);
+      }
+      if (c1 <= c0) continue;
+      const int64_t source0 = dcr ? rho * channels + c0 : c0 * r2 + rho;
+      p.blocks.push_back({static_cast<size_t>(rho), g, c1 - c0, c0, source0, dcr ? 1 : r2});
+    }
+  }
+  run_correlation(p, a, x, w, bias, y);
+}
+
+template <typename T>
+void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y) {
+  ConvProblem p = base_problem(a, a.y.c, a.y.h, a.y.w);
+  const int64_t cg_out = a.y.c / a.groups;
+  if (method == TransposedMethod::kDirect) {
+    // The definition: zero-insert by the stride, then correlate with the flipped kernel.
+    const int64_t keh = a.dilation_h * (a.kh - 1) + 1, kew = a.dilation_w * (a.kw - 1) + 1;
+    p.frame.step_h = a.stride_h;
+    p.frame.step_w = a.stride_w;
+    p.frame.pad_top = std::max<int64_t>(0, keh - 1 - a.pad_top);
+    p.frame.pad_left = std::max<int64_t>(0, kew - 1 - a.pad_left);
+    const int64_t org_h = a.pad_top - (keh - 1) + p.frame.pad_top, org_w = a.pad_left - (kew - 1) + p.frame.pad_left;
+    p.frame.rows = std::max(p.frame.pad_top + (a.x.h - 1) * a.stride_h + 1, org_h + a.y.h + keh - 1);
+    p.frame.cols = std::max(p.frame.pad_left + (a.x.w - 1) * a.stride_w + 1, org_w + a.y.w + kew - 1);
+    std::vector<Tap> taps;
+    for (int64_t i = 0; i < a.kh; ++i)
+      for (int64_t j = 0; j < a.kw; ++j)
+        taps.push_back({org_h + i * a.dilation_h, org_w + j * a.dilation_w, a.kh - 1 - i, a.kw - 1 - j});
+    p.phases.push_back(make_phase(a.y.h, a.y.w, 0, 0, 1, 1, std::move(taps)));
+    for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back({0, g, cg_out, g * cg_out, g * cg_out, 1});
+  } else {
+    // One sub-kernel per output phase on the low-resolution input.
+    const AxisPhases ah = polyphase_axis(a.x.h, a.kh, a.stride_h, a.dilation_h, a.pad_top, a.y.h);
+    const AxisPhases aw = polyphase_axis(a.x.w, a.kw, a.stride_w, a.dilation_w, a.pad_left, a.y.w);
+    p.frame.step_h = p.frame.step_w = 1;
+    p.frame.pad_top = ah.pad;
+    p.frame.pad_left = aw.pad;
+    p.frame.rows = ah.frame_len;
+    p.frame.cols = aw.frame_len;
+    for (int64_t rh = 0; rh < a.stride_h; ++rh) {
+      for (int64_t rw = 0; rw < a.stride_w; ++rw) {
+        const size_t ih = static_cast<size_t>(rh), iw = static_cast<size_t>(rw);
+        if (ah.count[ih] == 0 || aw.count[iw] == 0) continue;
+        std::vector<Tap> taps;
+        for (const auto& th : ah.taps[ih])
+          for (const auto& tw : aw.taps[iw]) taps.push_back({th.second + ah.pad, tw.second + aw.pad, th.first, tw.first});
+        p.phases.push_back(make_phase(ah.count[ih], aw.count[iw], rh, rw, a.stride_h, a.stride_w, std::move(taps)));
+        for (int64_t g = 0; g < a.groups; ++g)
+          p.blocks.push_back({p.phases.size() - 1, g, cg_out, g * cg_out, g * cg_out, 1});
+      }
+    }
+  }
+  const int64_t cg_in = a.x.c / a.groups, kk = a.kh * a.kw, kw = a.kw;
+  run_conv<T>(
+      p, x, y,
+      [=](const Block& b, int64_t co, int64_t c, const Tap& t) {
+        return w[((b.group * cg_in + c) * cg_out + co) * kk + t.kh * kw + t.kw];
+      },
+      [=](const Block& b, int64_t co) { return bias ? bias[b.source0 + co] : T(0); }, a.threads);
+}
+
+template void conv2d<float>(const ConvArgs&, const float*, const float*, const float*, float*);
+template void conv2d<double>(const ConvArgs&, const double*, const double*, const double*, double*);
+template void subpixel_conv2d<float>(const ConvArgs&, int64_t, int64_t, bool, const float*, const float*,
+                                     const float*, float*);
+template void subpixel_conv2d<double>(const ConvArgs&, int64_t, int64_t, bool, const double*, const double*,
+                                      const double*, double*);
+template void conv_transpose2d<float>(const ConvArgs&, TransposedMethod, const float*, const float*, const float*,
+                                      float*);
+template void conv_transpose2d<double>(const ConvArgs&, TransposedMethod, const double*, const double*,
+                                       const double*, double*);
+
+}  // namespace spx

@@ -1,0 +1,48 @@
+// Threading: one OpenMP parallel region per call, static deterministic work split.
+#pragma once
+
+#include <cstdint>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace spx {
+
+// Threads for a call: `requested` > 0 wins, otherwise the OpenMP default. A child process
+// created by fork() runs single-threaded: GNU OpenMP's thread pool does not survive fork.
+int resolve_threads(int requested);
+void install_fork_handler();
+bool openmp_enabled();
+int openmp_version();  // _OPENMP date macro, 0 without OpenMP
+int default_threads();
+void set_default_threads(int n);
+
+// [begin, end) of `total` items for thread `tid` of `count`: contiguous, deterministic.
+inline void split_range(int64_t total, int tid, int count, int64_t* begin, int64_t* end) {
+  *begin = total * tid / count;
+  *end = total * (tid + 1) / count;
+}
+
+// Runs body(tid, count) on `threads` threads inside a single parallel region. Nothing in
+// `body` may throw: all validation and allocation happens before the region.
+template <class Body>
+void parallel_region(int threads, Body&& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    body(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  body(0, 1);
+}
+
+// Synchronizes the threads of the enclosing parallel_region (no-op when serial).
+inline void region_barrier() {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+}  // namespace spx

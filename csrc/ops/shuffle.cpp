@@ -1,0 +1,104 @@
+// pixel_shuffle / pixel_unshuffle and zero insertion: pure data movement, generic over the
+// element size (a float32 moves as a uint32, a float64 as a uint64; bits are never changed).
+#include <cstdint>
+#include <cstring>
+
+#include "ops.h"
+#include "parallel.h"
+
+namespace spx {
+namespace {
+
+// Below this many elements one thread moves the data faster than waking the pool.
+constexpr int64_t kSerialElements = int64_t(1) << 16;
+
+template <typename E>
+void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
+  const int64_t r2 = a.rh * a.rw, C = a.channels, H = a.h, W = a.w;
+  const E* lo_in = a.to_low ? nullptr : src;  // low-resolution side when reading it
+  E* lo_out = a.to_low ? dst : nullptr;
+  const E* hi_in = a.to_low ? src : nullptr;
+  E* hi_out = a.to_low ? nullptr : dst;
+  // A "row" is one high-resolution output row: (b, c, y) for NCHW, (b, y) for NHWC.
+  const int64_t rows = a.nhwc ? a.batch * H * a.rh : a.batch * C * H * a.rh;
+  const int threads = rows * W * a.rw * (a.nhwc ? C : 1) < kSerialElements ? 1 : a.threads;
+  auto lo_channel = [&](int64_t c, int64_t i, int64_t j) { return a.dcr ? (i * a.rw + j) * C + c : c * r2 + i * a.rw + j; };
+  parallel_region(threads, [&](int tid, int count) {
+    int64_t begin, end;
+    split_range(rows, tid, count, &begin, &end);
+    for (int64_t row = begin; row < end; ++row) {
+      if (!a.nhwc) {
+        const int64_t y = row % (H * a.rh), bc = row / (H * a.rh), b = bc / C, c = bc % C;
+        const int64_t h = y / a.rh, i = y % a.rh;
+        const int64_t hi_off = row * W * a.rw;
+        for (int64_t j = 0; j < a.rw; ++j) {
+          const int64_t lo_off = ((b * C * r2 + lo_channel(c, i, j)) * H + h) * W;
+          if (a.to_low) {
+            for (int64_t x = 0; x < W; ++x) lo_out[lo_off + x] = hi_in[hi_off + x * a.rw + j];
+          } else {
+            for (int64_t x = 0; x < W; ++x) hi_out[hi_off + x * a.rw + j] = lo_in[lo_off + x];
+          }
+        }
+      } else {
+        const int64_t y = row % (H * a.rh), b = row / (H * a.rh), h = y / a.rh, i = y % a.rh;
+        for (int64_t x = 0; x < W; ++x) {
+          const int64_t lo_px = ((b * H + h) * W + x) * C * r2;
+          for (int64_t j = 0; j < a.rw; ++j) {
+            const int64_t hi_px = (row * W * a.rw + x * a.rw + j) * C;
+            if (a.dcr) {
+              const int64_t lo_c = lo_px + lo_channel(0, i, j);
+              if (a.to_low)
+                std::memcpy(lo_out + lo_c, hi_in + hi_px, sizeof(E) * static_cast<size_t>(C));
+              else
+                std::memcpy(hi_out + hi_px, lo_in + lo_c, sizeof(E) * static_cast<size_t>(C));
+            } else {
+              const int64_t lo_c = lo_px + lo_channel(0, i, j);
+              if (a.to_low) {
+                for (int64_t c = 0; c < C; ++c) lo_out[lo_c + c * r2] = hi_in[hi_px + c];
+              } else {
+                for (int64_t c = 0; c < C; ++c) hi_out[hi_px + c] = lo_in[lo_c + c * r2];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename E>
+void zero_insert_rows(int64_t batch, int64_t h, int64_t w, int64_t sh, int64_t sw, const E* src, E* dst,
+                      int threads) {
+  const int64_t out_w = w * sw, rows = batch * h * sh;
+  if (rows * out_w < kSerialElements) threads = 1;
+  parallel_region(threads, [&](int tid, int count) {
+    int64_t begin, end;
+    split_range(rows, tid, count, &begin, &end);
+    for (int64_t row = begin; row < end; ++row) {
+      E* out = dst + row * out_w;
+      std::memset(out, 0, sizeof(E) * static_cast<size_t>(out_w));
+      if (row % sh) continue;
+      const E* in = src + (row / sh) * w;  // (b*h*sh + i*sh) / sh = b*h + i
+      for (int64_t j = 0; j < w; ++j) out[j * sw] = in[j];
+    }
+  });
+}
+
+}  // namespace
+
+void pixel_shuffle(const ShuffleArgs& a, const void* src, void* dst, size_t element_size) {
+  if (element_size == 8)
+    shuffle_rows(a, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst));
+  else
+    shuffle_rows(a, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst));
+}
+
+void zero_insert(int64_t batch, int64_t h, int64_t w, int64_t sh, int64_t sw, const void* src, void* dst,
+                 size_t element_size, int threads) {
+  if (element_size == 8)
+    zero_insert_rows(batch, h, w, sh, sw, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), threads);
+  else
+    zero_insert_rows(batch, h, w, sh, sw, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), threads);
+}
+
+}  // namespace spx

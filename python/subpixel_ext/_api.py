@@ -1,0 +1,329 @@
+"""The public functions: validate and convert in Python, compute in the native `_core`."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from . import _core
+from . import _params as _p
+
+
+def _arrays(**named: Any) -> dict[str, Optional[np.ndarray]]:
+    return {k: (None if v is None else _p.as_array(v, k)) for k, v in named.items()}
+
+
+def _batched(arr: np.ndarray, batched: bool) -> np.ndarray:
+    return arr if batched else arr[None]
+
+
+def _compute_inputs(
+    arrays: dict[str, Optional[np.ndarray]], dtype: np.dtype
+) -> list[Optional[np.ndarray]]:
+    return [None if a is None else _p.as_compute(a, dtype) for a in arrays.values()]
+
+
+def conv_transpose2d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+    *,
+    output_size: Any = None,
+    layout: str = "NCHW",
+    method: str = "auto",
+    out: Optional[np.ndarray] = None,
+    num_threads: Optional[int] = None,
+) -> np.ndarray:
+    """Transposed 2-D convolution with the semantics of ``torch.nn.functional.conv_transpose2d``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; ``(N, H, W, C_in)`` / ``(H, W, C_in)``
+        with ``layout="NHWC"``. The result has the same layout and batchedness.
+    weight : array_like
+        ``(C_in, C_out/groups, kH, kW)`` in every layout.
+    bias : array_like, optional
+        ``(C_out,)``.
+    stride, dilation, output_padding : int or (int, int)
+    padding : int, (ph, pw), ((top, bottom), (left, right)), "same" or "valid"
+        Crop of the full output. ``"same"`` is TensorFlow / ONNX ``SAME_UPPER``
+        (``H_out = H*stride``, the odd extra row at the bottom/right); ``"valid"`` crops nothing.
+    output_size : (int, int), optional
+        Chooses ``output_padding`` as ``torch.nn.ConvTranspose2d.forward`` does.
+    method : {"auto", "direct", "polyphase"}
+        ``"direct"`` zero-inserts the input and runs a dense correlation; ``"polyphase"`` runs one
+        sub-kernel per output phase on the low-resolution input (stride**2 fewer multiply-adds).
+        ``"auto"`` picks polyphase, which never does more work.
+    out : numpy.ndarray, optional
+        C-contiguous array of the result's shape and dtype to write into.
+    num_threads : int, optional
+        Threads for this call; None uses the default (see ``set_num_threads``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 if every input is float16/float32, else float64.
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> x = np.ones((1, 1, 2, 2), np.float32); w = np.ones((1, 1, 2, 2), np.float32)
+    >>> spx.conv_transpose2d(x, w, stride=2).shape
+    (1, 1, 4, 4)
+    """
+    layout = _p.choice(layout, "layout", _p.LAYOUTS)
+    method = _p.choice(method, "method", _p.METHODS)
+    threads = _p.num_threads(num_threads)
+    arrays = _arrays(x=x, weight=weight, bias=bias)
+    xa, wa, ba = arrays.values()
+    assert xa is not None and wa is not None
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, layout, transposed=True)
+    geo = _p.transposed_geometry(
+        shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
+    )
+    dtype = _p.result_dtype(xa, wa, ba)
+    shape = _p.output_shape(shapes, c_out, geo.out_hw, layout)
+    y = _p.check_out(out, shape, dtype, [a for a in arrays.values() if a is not None])
+    if y.size:
+        xc, wc, bc = _compute_inputs(arrays, dtype)
+        assert xc is not None
+        native = "polyphase" if method == "auto" else method
+        _core.conv_transpose2d(
+            _batched(xc, shapes.batched), wc, bc, _batched(y, shapes.batched),
+            s, d, geo.pad_begin, g, layout == "NHWC", native, threads,
+        )
+    return y
+
+
+def conv2d(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    *,
+    layout: str = "NCHW",
+    out: Optional[np.ndarray] = None,
+    num_threads: Optional[int] = None,
+) -> np.ndarray:
+    """2-D correlation with the semantics of ``torch.nn.functional.conv2d``.
+
+    ``weight`` is ``(C_out, C_in/groups, kH, kW)``; ``padding`` takes the same forms as in
+    :func:`conv_transpose2d`, where ``"same"`` is TensorFlow's (``H_out = ceil(H/stride)``, the
+    odd extra row at the bottom/right), valid with any stride.
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.conv2d(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), padding="same", stride=2).shape
+    (1, 2, 3, 3)
+    """
+    layout = _p.choice(layout, "layout", _p.LAYOUTS)
+    threads = _p.num_threads(num_threads)
+    arrays = _arrays(x=x, weight=weight, bias=bias)
+    xa, wa, ba = arrays.values()
+    assert xa is not None and wa is not None
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, layout, transposed=False)
+    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
+    dtype = _p.result_dtype(xa, wa, ba)
+    shape = _p.output_shape(shapes, c_out, geo.out_hw, layout)
+    y = _p.check_out(out, shape, dtype, [a for a in arrays.values() if a is not None])
+    if y.size:
+        xc, wc, bc = _compute_inputs(arrays, dtype)
+        assert xc is not None
+        _core.conv2d(
+            _batched(xc, shapes.batched), wc, bc, _batched(y, shapes.batched),
+            s, d, geo.pad_begin, g, layout == "NHWC", threads,
+        )
+    return y
+
+
+def subpixel_conv2d(
+    x: Any,
+    weight: Any,
+    upscale_factor: Any,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+    *,
+    layout: str = "NCHW",
+    mode: str = "CRD",
+    out: Optional[np.ndarray] = None,
+    num_threads: Optional[int] = None,
+) -> np.ndarray:
+    """The sub-pixel convolution layer: ``pixel_shuffle(conv2d(x, weight, bias, ...), r)``.
+
+    Computed in one pass: each convolution output channel is written straight to its place in
+    the shuffled result, the ``C*r*r`` tensor is never materialized. ``weight`` is
+    ``(C*rh*rw, C_in/groups, kH, kW)``, ``bias`` ``(C*rh*rw,)`` (the convolution's).
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.subpixel_conv2d(np.ones((1, 2, 4, 4)), np.ones((12, 2, 3, 3)), 2, padding=1).shape
+    (1, 3, 8, 8)
+    """
+    layout = _p.choice(layout, "layout", _p.LAYOUTS)
+    mode = _p.choice(mode, "mode", _p.MODES)
+    threads = _p.num_threads(num_threads)
+    arrays = _arrays(x=x, weight=weight, bias=bias)
+    xa, wa, ba = arrays.values()
+    assert xa is not None and wa is not None
+    r = _p.positive_pair(upscale_factor, "upscale_factor")
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_conv = _p.conv_shapes(xa, wa, ba, groups, layout, transposed=False)
+    if c_conv % (r[0] * r[1]):
+        raise ValueError(
+            f"weight has {c_conv} output channels, not divisible by upscale_factor**2 = {r[0] * r[1]}"
+        )
+    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
+    dtype = _p.result_dtype(xa, wa, ba)
+    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
+    shape = _p.output_shape(shapes, c_conv // (r[0] * r[1]), out_hw, layout)
+    y = _p.check_out(out, shape, dtype, [a for a in arrays.values() if a is not None])
+    if y.size:
+        xc, wc, bc = _compute_inputs(arrays, dtype)
+        assert xc is not None
+        _core.subpixel_conv2d(
+            _batched(xc, shapes.batched), wc, bc, _batched(y, shapes.batched),
+            s, d, geo.pad_begin, g, r, mode == "DCR", layout == "NHWC", threads,
+        )
+    return y
+
+
+def _shuffle(
+    x: Any, factor: Any, layout: str, mode: str, num_threads: Optional[int], inverse: bool
+) -> np.ndarray:
+    name = "downscale_factor" if inverse else "upscale_factor"
+    layout = _p.choice(layout, "layout", _p.LAYOUTS)
+    mode = _p.choice(mode, "mode", _p.MODES)
+    threads = _p.num_threads(num_threads)
+    xa = _p.as_array(x, "x")
+    r = _p.positive_pair(factor, name)
+    shape, batch, c, h, w = _p.shuffle_shapes(xa, r, layout, inverse, name)
+    dtype = _p.result_dtype(xa)
+    y = _p.check_out(None, shape, dtype, [])
+    if y.size:
+        # The native side is described from the high-resolution tensor's point of view.
+        hi_c, lo_h, lo_w = (c, h // r[0], w // r[1]) if inverse else (c // (r[0] * r[1]), h, w)
+        _core.pixel_shuffle(
+            _p.as_compute(xa, dtype), y, batch, hi_c, lo_h, lo_w, r,
+            mode == "DCR", layout == "NHWC", inverse, threads,
+        )
+    return y
+
+
+def pixel_shuffle(
+    x: Any,
+    upscale_factor: Any,
+    *,
+    layout: str = "NCHW",
+    mode: str = "CRD",
+    num_threads: Optional[int] = None,
+) -> np.ndarray:
+    """Rearrange ``(..., C*rh*rw, H, W)`` into ``(..., C, H*rh, W*rw)`` (channels last with NHWC).
+
+    ``mode="CRD"`` is PyTorch's order (ONNX DepthToSpace CRD):
+    ``out[c, h*rh+i, w*rw+j] = in[c*rh*rw + i*rw + j, h, w]``; ``mode="DCR"`` is TensorFlow's
+    ``depth_to_space`` (ONNX default): ``out[c, h*rh+i, w*rw+j] = in[(i*rw+j)*C + c, h, w]``.
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.pixel_shuffle(np.arange(4.0).reshape(4, 1, 1), 2)[0]
+    array([[0., 1.],
+           [2., 3.]])
+    """
+    return _shuffle(x, upscale_factor, layout, mode, num_threads, inverse=False)
+
+
+def pixel_unshuffle(
+    x: Any,
+    downscale_factor: Any,
+    *,
+    layout: str = "NCHW",
+    mode: str = "CRD",
+    num_threads: Optional[int] = None,
+) -> np.ndarray:
+    """The inverse of :func:`pixel_shuffle` (same ``layout`` and ``mode`` conventions).
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.pixel_unshuffle(np.arange(4.0).reshape(1, 2, 2), 2)[:, 0, 0]
+    array([0., 1., 2., 3.])
+    """
+    return _shuffle(x, downscale_factor, layout, mode, num_threads, inverse=True)
+
+
+def zero_insert(x: Any, stride: Any, *, num_threads: Optional[int] = None) -> np.ndarray:
+    """Spread the last two axes apart: ``(..., H, W) -> (..., H*sh, W*sw)``, zeros in between.
+
+    ``x[..., i, j]`` lands at ``[..., i*sh, j*sw]``: the input of the direct method.
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.zero_insert(np.array([[1.0, 2.0]]), 2)
+    array([[1., 0., 2., 0.],
+           [0., 0., 0., 0.]])
+    """
+    threads = _p.num_threads(num_threads)
+    xa = _p.as_array(x, "x")
+    s = _p.positive_pair(stride, "stride")
+    if xa.ndim < 2:
+        raise ValueError(f"x must have at least 2 dimensions, got shape {xa.shape}")
+    h, w = xa.shape[-2:]
+    dtype = _p.result_dtype(xa)
+    y = _p.check_out(None, xa.shape[:-2] + (h * s[0], w * s[1]), dtype, [])
+    if y.size:
+        _core.zero_insert(
+            _p.as_compute(xa, dtype).reshape(-1, h, w), y.reshape(-1, h * s[0], w * s[1]), s, threads
+        )
+    return y
+
+
+def split_kernel(kernel: Any, stride: Any) -> np.ndarray:
+    """The stride**2 sub-kernels of a kernel: ``(..., kH, kW) -> (sh*sw, ..., ceil(kH/sh), ceil(kW/sw))``.
+
+    Sub-kernel ``a*sw + b`` is ``kernel[..., a::sh, b::sw]`` of the kernel zero-padded at the end
+    to a multiple of the stride.
+
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.split_kernel(np.arange(9.0).reshape(3, 3), 2)[0]
+    array([[0., 2.],
+           [6., 8.]])
+    """
+    ka = _p.as_array(kernel, "kernel")
+    sh, sw = _p.positive_pair(stride, "stride")
+    if ka.ndim < 2:
+        raise ValueError(f"kernel must have at least 2 dimensions, got shape {ka.shape}")
+    kh, kw = ka.shape[-2:]
+    th, tw = -(-kh // sh), -(-kw // sw)
+    lead = ka.shape[:-2]
+    padded = np.zeros(lead + (th * sh, tw * sw), dtype=_p.result_dtype(ka))
+    padded[..., :kh, :kw] = ka
+    # (..., th, sh, tw, sw) -> (sh, sw, ..., th, tw)
+    blocks = padded.reshape(lead + (th, sh, tw, sw))
+    n = len(lead)
+    order = (n + 1, n + 3) + tuple(range(n)) + (n, n + 2)
+    return np.ascontiguousarray(blocks.transpose(order).reshape((sh * sw,) + lead + (th, tw)))
+
