@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <chrono>
 #include <string>
 
 #include "../kernels/dispatch.h"
@@ -164,6 +165,27 @@ void zero_insert(const py::array& src, py::array dst, Pair stride, int threads) 
   spx::zero_insert(b, h, w, stride[0], stride[1], src.data(), dst.mutable_data(), es, nt);
 }
 
+// Float32 GFLOP/s of a register-only FMA loop on `threads` threads (the machine's peak for the
+// SIMD level in use), timed over at least `seconds`.
+double fma_peak_gflops(int threads, double seconds) {
+  require(threads >= 1 && seconds > 0, "threads must be >= 1 and seconds > 0");
+  const spx::KernelTable& k = spx::kernels();
+  py::gil_scoped_release nogil;
+  const size_t iterations = 1u << 22;
+  size_t rounds = 0;
+  volatile float sink = 0.f;
+  const auto start = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds) {
+    spx::parallel_region(threads, [&](int, int) { sink = sink + k.fma_loop(iterations); });
+    ++rounds;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  const double flops = 2.0 * double(iterations) * double(rounds) * double(threads) *
+                       double(k.fma_per_iteration) * double(k.fma_lanes);
+  return flops / elapsed * 1e-9;
+}
+
 py::dict config() {
   const spx::SimdInfo s = spx::simd_info();
   py::dict d;
@@ -212,4 +234,5 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
     spx::set_default_threads(n);
   });
   m.def("config", &config);
+  m.def("fma_peak_gflops", &fma_peak_gflops, py::arg("threads") = 1, py::arg("seconds") = 0.2);
 }

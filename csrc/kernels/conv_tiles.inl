@@ -7,9 +7,13 @@
 
 namespace {
 
-// Register tile shapes: MR broadcast rows x NV vectors. 12 accumulators leave room for the
-// loaded operands in 16 vector registers.
+// Register tile shapes: MR broadcast rows x NV vectors of accumulators. With 16 vector
+// registers 12 accumulators leave room for the operands; AVX-512 has 32.
+#if defined(SPX_ISA_AVX512)
+enum { kRowvecMR = 8, kRowvecNV = 2, kChanvecMR = 12, kChanvecNV = 2 };
+#else
 enum { kRowvecMR = 4, kRowvecNV = 3, kChanvecMR = 6, kChanvecNV = 2 };
+#endif
 
 template <class V, int MR, int NV>
 void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
@@ -34,7 +38,7 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
   const size_t nr = static_cast<size_t>(NV * L);
   if (a.y_pixel_stride == 1 && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
-      T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_channel_stride;
+      T* yi = a.y + a.y_channel_offsets[i];
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
     }
     return;
@@ -44,7 +48,7 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
   for (size_t i = 0; i < a.mr_valid; ++i) {
-    T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_channel_stride;
+    T* yi = a.y + a.y_channel_offsets[i];
     for (size_t j = 0; j < a.nr_valid; ++j) yi[static_cast<ptrdiff_t>(j) * a.y_pixel_stride] = tile[i][j];
   }
 }
@@ -77,9 +81,9 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
     }
   }
   const size_t nr = static_cast<size_t>(NV * L);
-  if (a.nr_valid == nr) {
+  if (a.y_channels_contiguous && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
-      T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
+      T* yi = a.y + a.y_channel_offsets[0] + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
     }
     return;
@@ -90,13 +94,14 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
   }
   for (size_t i = 0; i < a.mr_valid; ++i) {
     T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
-    for (size_t j = 0; j < a.nr_valid; ++j) yi[j] = tile[i][j];
+    for (size_t j = 0; j < a.nr_valid; ++j) yi[a.y_channel_offsets[j]] = tile[i][j];
   }
 }
 
 template <class V>
 spx::ConvKernels<typename V::scalar> conv_kernels() {
   spx::ConvKernels<typename V::scalar> k;
+  k.lanes = V::lanes;
   k.rowvec = &rowvec_tile<V, kRowvecMR, kRowvecNV>;
   k.rowvec_mr = kRowvecMR;
   k.rowvec_nr = kRowvecNV * V::lanes;
@@ -106,12 +111,31 @@ spx::ConvKernels<typename V::scalar> conv_kernels() {
   return k;
 }
 
+enum { kPeakChains = 12 };  // enough independent chains to cover FMA latency x throughput
+
+float fma_loop(size_t iterations) {
+  typedef VecF32::vec Vec;
+  Vec acc[kPeakChains];
+  const Vec a = VecF32::splat(0.999999f), b = VecF32::splat(1e-7f);
+  SPX_UNROLL for (int i = 0; i < kPeakChains; ++i) acc[i] = VecF32::splat(static_cast<float>(i));
+  for (size_t it = 0; it < iterations; ++it) {
+    SPX_UNROLL for (int i = 0; i < kPeakChains; ++i) acc[i] = VecF32::fma(acc[i], a, b);
+  }
+  float lanes[kPeakChains][VecF32::lanes];
+  float sum = 0.f;
+  SPX_UNROLL for (int i = 0; i < kPeakChains; ++i) VecF32::store(lanes[i], acc[i]);
+  for (int i = 0; i < kPeakChains; ++i)
+    for (int j = 0; j < VecF32::lanes; ++j) sum += lanes[i][j];
+  return sum;
+}
+
 }  // namespace
 
 namespace spx {
 
 const KernelTable* SPX_TABLE_GETTER() {
-  static const KernelTable table = {SPX_ISA_NAME, conv_kernels<VecF32>(), conv_kernels<VecF64>()};
+  static const KernelTable table = {SPX_ISA_NAME,       conv_kernels<VecF32>(), conv_kernels<VecF64>(), fma_loop,
+                                    kPeakChains,        VecF32::lanes};
   return &table;
 }
 

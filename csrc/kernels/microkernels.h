@@ -10,7 +10,7 @@
 
 namespace spx {
 
-// Vectors along output pixels of one row (NCHW): an MR x NR tile of
+// Vectors along output pixels of one row (NCHW frame): an MR x NR tile of
 // (output channels) x (pixels), reduction over `k` steps of (input channel, tap).
 template <typename T>
 struct RowvecArgs {
@@ -21,12 +21,12 @@ struct RowvecArgs {
   const ptrdiff_t* x_offsets; // k offsets from x; pixel j reads x[offset + j]
   const T* w;                 // packed weights, k x MR
   const T* bias;              // MR entries
-  T* y;                       // output of channel 0, pixel 0
-  ptrdiff_t y_channel_stride;
+  T* y;                       // output pixel 0, before the channel offset
+  const ptrdiff_t* y_channel_offsets;  // MR entries: where channel i's pixel 0 is, from y
   ptrdiff_t y_pixel_stride;
 };
 
-// Vectors along output channels (NHWC): an MR x NR tile of (pixels) x (output channels),
+// Vectors along output channels (NHWC frame): an MR x NR tile of (pixels) x (output channels),
 // reduction over taps x input channels (input channels contiguous in memory).
 template <typename T>
 struct ChanvecArgs {
@@ -39,12 +39,15 @@ struct ChanvecArgs {
   const ptrdiff_t* tap_offsets; // taps offsets from a pixel's base
   const T* w;                   // packed weights, taps x channels x NR
   const T* bias;                // NR entries
-  T* y;                         // output of pixel 0, channel 0
+  T* y;                         // output pixel 0, before the channel offset
+  const ptrdiff_t* y_channel_offsets;  // NR entries: where channel j of pixel 0 is, from y
+  bool y_channels_contiguous;   // y_channel_offsets[j] == y_channel_offsets[0] + j
   ptrdiff_t y_pixel_stride;
 };
 
 template <typename T>
 struct ConvKernels {
+  size_t lanes;  // elements per vector register
   void (*rowvec)(const RowvecArgs<T>& args);
   size_t rowvec_mr;
   size_t rowvec_nr;
@@ -57,6 +60,12 @@ struct KernelTable {
   const char* isa;
   ConvKernels<float> f32;
   ConvKernels<double> f64;
+  // Register-only float32 FMA loop for measuring the machine's peak: `iterations` rounds of
+  // fma_per_iteration independent vector FMAs of fma_lanes lanes. Returns a value that
+  // depends on every FMA so the loop cannot be optimized away.
+  float (*fma_loop)(size_t iterations);
+  size_t fma_per_iteration;
+  size_t fma_lanes;
 };
 
 // One getter per compiled ISA unit; declared for all, defined only where compiled.

@@ -11,19 +11,24 @@ namespace {
 
 int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
-ConvProblem base_problem(const ConvArgs& a, int64_t out_channels, int64_t out_h, int64_t out_w) {
+ConvProblem base_problem(const ConvArgs& a) {
   ConvProblem p;
   p.batch = a.x.n;
   p.in_channels = a.x.c;
   p.in_h = a.x.h;
   p.in_w = a.x.w;
-  p.out_channels = out_channels;
-  p.out_h = out_h;
-  p.out_w = out_w;
   p.groups = a.groups;
-  p.nhwc = a.nhwc;
+  p.x = layout_strides(a.x.c, a.x.h, a.x.w, a.nhwc);
+  p.y = layout_strides(a.y.c, a.y.h, a.y.w, a.nhwc);
   p.stride_h = p.stride_w = 1;
   return p;
+}
+
+// Block of a group's output channels [c0, c0 + count) stored as themselves.
+Block channel_block(const ConvProblem& p, size_t phase, int64_t group, int64_t c0, int64_t count) {
+  Block b{phase, group, c0, 1, {}};
+  for (int64_t co = 0; co < count; ++co) b.out_offsets.push_back((c0 + co) * p.y.c);
+  return b;
 }
 
 // A correlation's frame and single tap set; the output grid is the caller's.
@@ -103,47 +108,40 @@ AxisPhases polyphase_axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t c
 
 template <typename T>
 void conv2d(const ConvArgs& a, const T* x, const T* w, const T* bias, T* y) {
-  ConvProblem p = base_problem(a, a.y.c, a.y.h, a.y.w);
+  ConvProblem p = base_problem(a);
   std::vector<Tap> taps;
   correlation_frame(a, a.y.h, a.y.w, &p, &taps);
   p.phases.push_back(make_phase(a.y.h, a.y.w, 0, 0, 1, 1, std::move(taps)));
   const int64_t cg_out = a.y.c / a.groups;
-  for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back({0, g, cg_out, g * cg_out, g * cg_out, 1});
+  for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back(channel_block(p, 0, g, g * cg_out, cg_out));
   run_correlation(p, a, x, w, bias, y);
 }
 
 template <typename T>
 void subpixel_conv2d(const ConvArgs& a, int64_t rh, int64_t rw, bool dcr, const T* x, const T* w, const T* bias,
                      T* y) {
-  ConvProblem p = base_problem(a, a.y.c, a.y.h, a.y.w);
+  ConvProblem p = base_problem(a);
   const int64_t rows = a.y.h / rh, cols = a.y.w / rw, r2 = rh * rw;
   std::vector<Tap> taps;
   correlation_frame(a, rows, cols, &p, &taps);
-  // Conv channel cc becomes output channel c of phase rho: CRD cc = c*r2 + rho, DCR cc = rho*C + c.
+  // One phase on the convolution's grid; each conv channel's output offset carries both its
+  // shuffled channel and its sub-pixel position: CRD cc = c*r2 + rho, DCR cc = rho*C + c.
+  p.phases.push_back(make_phase(rows, cols, 0, 0, rh, rw, std::move(taps)));
   const int64_t channels = a.y.c, cg_conv = channels * r2 / a.groups;
-  for (int64_t rho = 0; rho < r2; ++rho) {
-    p.phases.push_back(make_phase(rows, cols, rho / rw, rho % rw, rh, rw, taps));
-    for (int64_t g = 0; g < a.groups; ++g) {
-      const int64_t lo = g * cg_conv, hi = lo + cg_conv;  // conv channels of group g
-      int64_t c0, c1;
-      if (dcr) {
-        c0 = std::max(lo, rho * channels) - rho * channels;
-        c1 = std::min(hi, (rho + 1) * channels) - rho * channels;
-      } else {
-        c0 = std::max<int64_t>(0, (lo - rho + r2 - 1) / r2);
-        c1 = std::max<int64_t>(0, (hi - rho + r2 - 1) / r2);
-      }
-      if (c1 <= c0) continue;
-      const int64_t source0 = dcr ? rho * channels + c0 : c0 * r2 + rho;
-      p.blocks.push_back({static_cast<size_t>(rho), g, c1 - c0, c0, source0, dcr ? 1 : r2});
+  for (int64_t g = 0; g < a.groups; ++g) {
+    Block b{0, g, g * cg_conv, 1, {}};
+    for (int64_t cc = g * cg_conv; cc < (g + 1) * cg_conv; ++cc) {
+      const int64_t c = dcr ? cc % channels : cc / r2, rho = dcr ? cc / channels : cc % r2;
+      b.out_offsets.push_back(c * p.y.c + (rho / rw) * p.y.h + (rho % rw) * p.y.w);
     }
+    p.blocks.push_back(std::move(b));
   }
   run_correlation(p, a, x, w, bias, y);
 }
 
 template <typename T>
 void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y) {
-  ConvProblem p = base_problem(a, a.y.c, a.y.h, a.y.w);
+  ConvProblem p = base_problem(a);
   const int64_t cg_out = a.y.c / a.groups;
   if (method == TransposedMethod::kDirect) {
     // The definition: zero-insert by the stride, then correlate with the flipped kernel.
@@ -160,7 +158,7 @@ void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, co
       for (int64_t j = 0; j < a.kw; ++j)
         taps.push_back({org_h + i * a.dilation_h, org_w + j * a.dilation_w, a.kh - 1 - i, a.kw - 1 - j});
     p.phases.push_back(make_phase(a.y.h, a.y.w, 0, 0, 1, 1, std::move(taps)));
-    for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back({0, g, cg_out, g * cg_out, g * cg_out, 1});
+    for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back(channel_block(p, 0, g, g * cg_out, cg_out));
   } else {
     // One sub-kernel per output phase on the low-resolution input.
     const AxisPhases ah = polyphase_axis(a.x.h, a.kh, a.stride_h, a.dilation_h, a.pad_top, a.y.h);
@@ -178,8 +176,7 @@ void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, co
         for (const auto& th : ah.taps[ih])
           for (const auto& tw : aw.taps[iw]) taps.push_back({th.second + ah.pad, tw.second + aw.pad, th.first, tw.first});
         p.phases.push_back(make_phase(ah.count[ih], aw.count[iw], rh, rw, a.stride_h, a.stride_w, std::move(taps)));
-        for (int64_t g = 0; g < a.groups; ++g)
-          p.blocks.push_back({p.phases.size() - 1, g, cg_out, g * cg_out, g * cg_out, 1});
+        for (int64_t g = 0; g < a.groups; ++g) p.blocks.push_back(channel_block(p, p.phases.size() - 1, g, g * cg_out, cg_out));
       }
     }
   }
