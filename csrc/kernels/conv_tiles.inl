@@ -10,7 +10,7 @@ namespace {
 // Register tile shapes: MR broadcast rows x NV vectors of accumulators. With 16 vector
 // registers 12 accumulators leave room for the operands; AVX-512 has 32.
 #if defined(SPX_ISA_AVX512)
-enum { kRowvecMR = 8, kRowvecNV = 2, kChanvecMR = 12, kChanvecNV = 2 };
+enum { kRowvecMR = 8, kRowvecNV = 2, kChanvecMR = 8, kChanvecNV = 2 };
 #else
 enum { kRowvecMR = 4, kRowvecNV = 3, kChanvecMR = 6, kChanvecNV = 2 };
 #endif

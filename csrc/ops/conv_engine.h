@@ -189,13 +189,17 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
       if (ir < 0 || ir % f.step_h || ir / f.step_h >= p.in_h) continue;
       if (chanvec) {
         const T* src = x + (r / f.rows) * p.x.n + (ir / f.step_h) * p.x.h;
-        for (int64_t j = 0; j < in_cols; ++j) {
-          T* d = dst + (f.pad_left + j * f.step_w) * p.in_channels;
-          const T* s = src + j * p.x.w;
-          if (p.x.c == 1) {
-            std::memcpy(d, s, sizeof(T) * static_cast<size_t>(p.in_channels));
-          } else {
-            for (int64_t c = 0; c < p.in_channels; ++c) d[c] = s[c * p.x.c];
+        T* d = dst + f.pad_left * p.in_channels;
+        const int64_t d_step = f.step_w * p.in_channels;
+        if (p.x.c == 1) {
+          for (int64_t j = 0; j < in_cols; ++j)
+            std::memcpy(d + j * d_step, src + j * p.x.w, sizeof(T) * static_cast<size_t>(p.in_channels));
+        } else {
+          // Channel-major input: read each channel's row contiguously, write it strided
+          // into the (cache-resident) frame row.
+          for (int64_t c = 0; c < p.in_channels; ++c) {
+            const T* s = src + c * p.x.c;
+            for (int64_t j = 0; j < in_cols; ++j) d[j * d_step + c] = s[j * p.x.w];
           }
         }
       } else {

@@ -1,0 +1,205 @@
+"""``python -m subpixel_ext``: run in subprocesses, exit codes and the key output lines checked.
+
+The printed direct result is checked against the seed notebook's computation redone here in
+NumPy from the printed (rounded) image and kernel, so the demo cannot print the wrong thing and
+still pass just because its own routes agree with each other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from typing import List, Tuple
+
+import numpy as np
+import pytest
+
+import subpixel_ext as spx
+from subpixel_ext import _api, _cli
+
+AGREE = re.compile(
+    r"^direct and polyphase agree: max abs difference (\S+) "
+    r"\(conv_transpose2d\(method='polyphase'\): (\S+), notebook SAME conv: (\S+), tolerance (\S+)\)$"
+)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "subpixel_ext", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def lines_of(result: subprocess.CompletedProcess[str]) -> List[str]:
+    return result.stdout.splitlines()
+
+
+def agreement(result: subprocess.CompletedProcess[str]) -> Tuple[float, float, float, float]:
+    """The four numbers of the last line, which must be the agreement line."""
+    match = AGREE.match(lines_of(result)[-1])
+    assert match, lines_of(result)[-1]
+    polyphase, library, notebook, tolerance = (float(g) for g in match.groups())
+    return polyphase, library, notebook, tolerance
+
+
+def block(result: subprocess.CompletedProcess[str], title: str) -> np.ndarray:
+    """The 2-D array printed under the line starting with ``title``."""
+    out = lines_of(result)
+    start = next(i for i, line in enumerate(out) if line.startswith(title))
+    rows = []
+    for line in out[start + 1 :]:
+        if not re.match(r"\s+\[", line):
+            break
+        rows.append([float(v) for v in re.findall(r"-?\d+\.\d+", line)])
+    assert rows, f"no array under {title!r}"
+    return np.array(rows)
+
+
+def notebook_direct(x: np.ndarray, kernel: np.ndarray, s: int) -> np.ndarray:
+    """TensorFlow SAME correlation of the zero-inserted image (see test_notebook.py)."""
+    z = np.zeros((x.shape[0] * s, x.shape[1] * s))
+    z[::s, ::s] = x
+    (h, w), (kh, kw) = z.shape, kernel.shape
+    padded = np.zeros((h + kh - 1, w + kw - 1))
+    padded[(kh - 1) // 2 : (kh - 1) // 2 + h, (kw - 1) // 2 : (kw - 1) // 2 + w] = z
+    return sum(
+        (kernel[a, b] * padded[a : a + h, b : b + w] for a in range(kh) for b in range(kw)),
+        np.zeros((h, w)),
+    )
+
+
+def check_direct_is_the_notebook(result: subprocess.CompletedProcess[str], s: int) -> None:
+    image, kernel = block(result, "image ("), block(result, "kernel (")
+    direct = block(result, "direct = conv_transpose2d(")
+    expected = notebook_direct(image, kernel, s)
+    assert direct.shape == expected.shape
+    # image, kernel and direct are printed to 3 decimals: half a unit of the last digit each
+    half = 5e-4
+    bound = kernel.size * half * (np.abs(image).max() + np.abs(kernel).max() + half) + half
+    assert np.abs(direct - expected).max() <= bound
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def test_no_arguments_runs_the_default_demo() -> None:
+    result = run()
+    assert result.returncode == 0, result.stderr
+    out = lines_of(result)
+    for title in ("image (4x4):", "zero-inserted image, zero_insert(image, 2) (8x8):",
+                  "kernel (4x4):", "pixel_shuffle(phases, 2) (8x8):"):
+        assert title in out
+    assert sum(line.startswith("sub-kernel (") for line in out) == 4
+    assert sum(line.startswith("phase (") for line in out) == 4
+    assert any(
+        line.startswith(
+            "direct = conv_transpose2d(image, kernel[::-1, ::-1], stride=2, padding=((2, 0), (2, 0)), "
+            "output_padding=(0, 0), method='direct') (8x8):"
+        )
+        for line in out
+    )
+    assert any("p_top = K//2 = (2, 2), p_bottom = K - s - K//2 = (0, 0)" in line for line in out)
+    assert "polyphase = pixel shuffle cropped by pw.crop = ((0, 0), (0, 0)) (8x8)" in out
+    for difference in agreement(result)[:3]:
+        assert difference < 1e-12
+    check_direct_is_the_notebook(result, 2)
+    # The printed shuffle of the phases is the direct result (no crop by default).
+    np.testing.assert_array_equal(block(result, "pixel_shuffle(phases, 2)"), block(result, "direct = "))
+    assert run("demo").stdout == result.stdout
+
+
+def test_demo_size_kernel_stride_seed() -> None:
+    result = run("demo", "--size", "5", "7", "--kernel", "3", "--stride", "3", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    out = lines_of(result)
+    assert "image (5x7):" in out and "kernel (3x3):" in out
+    assert sum(line.startswith("sub-kernel (") for line in out) == 9
+    assert sum(line.startswith("phase (") for line in out) == 9
+    # K = 3 < 2s: p_bottom = 3 - 3 - 1 = -1 becomes output_padding 1
+    assert any("stride=3, padding=((1, 0), (1, 0)), output_padding=(1, 1)" in line for line in out)
+    assert block(result, "direct = ").shape == (15, 21)
+    for difference in agreement(result)[:3]:
+        assert difference < 1e-12
+    check_direct_is_the_notebook(result, 3)
+
+
+def test_seed_chooses_the_image() -> None:
+    first, again, other = run("demo", "--seed", "5"), run("demo", "--seed", "5"), run("demo", "--seed", "6")
+    assert first.stdout == again.stdout
+    assert not np.array_equal(block(first, "image ("), block(other, "image ("))
+
+
+def test_demo_rectangular_kernel() -> None:
+    result = run("demo", "--size", "3", "--kernel", "5", "2", "--stride", "2", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    assert "kernel (5x2):" in lines_of(result)
+    check_direct_is_the_notebook(result, 2)
+
+
+def test_demo_float32() -> None:
+    result = run("demo", "--dtype", "float32")
+    assert result.returncode == 0, result.stderr
+    polyphase, library, notebook, tolerance = agreement(result)
+    assert 1e-6 < tolerance < 1e-3  # a float32 tolerance, not float64's
+    assert max(polyphase, library, notebook) <= tolerance
+    check_direct_is_the_notebook(result, 2)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["demo", "--size", "1", "2", "3"], ["demo", "--stride", "0"], ["demo", "--dtype", "int8"],
+     ["demo", "--bogus"], ["nonsense"]],
+)
+def test_bad_arguments_exit_2(args: List[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and not result.stdout
+
+
+def test_disagreement_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def broken_shuffle(x: np.ndarray, factor: int) -> np.ndarray:
+        return spx.pixel_shuffle(x[::-1], factor)
+
+    monkeypatch.setattr(_api, "pixel_shuffle", broken_shuffle)
+    assert _cli.main(["demo"]) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    match = re.match(r"direct and polyphase DISAGREE: max abs difference (\S+) ", last)
+    assert match and float(match.group(1)) > 1e-3, last
+
+
+# ----------------------------------------------------------------------------- config, help, bench
+
+
+def test_config_prints_aligned_key_value_lines() -> None:
+    result = run("config")
+    assert result.returncode == 0, result.stderr
+    out = lines_of(result)
+    config = spx.show_config()
+    assert [line.split(":")[0] for line in out] == list(config)
+    assert f"version: {spx.__version__}" == " ".join(out[0].split())
+    columns = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in out if line.split(":", 1)[1].strip()}
+    assert len(columns) == 1, out
+
+
+def test_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    listed = {}
+    for line in lines_of(result):
+        words = line.split(maxsplit=1)
+        if len(words) == 2 and words[0] in ("demo", "bench", "config"):
+            listed[words[0]] = words[1]
+    assert set(listed) == {"demo", "bench", "config"}
+    assert "(default)" in listed["demo"]
+    demo_help = run("demo", "--help")
+    assert demo_help.returncode == 0
+    assert "--size H [W]" in demo_help.stdout and "--kernel K [KW]" in demo_help.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("subpixel_ext._bench") is None, reason="no _bench module")
+def test_bench_help_comes_from_the_bench_module() -> None:
+    result = run("bench", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m subpixel_ext bench")
