@@ -95,43 +95,59 @@ void with_dtype(const py::array& x, const py::array& w, const py::object& bias, 
   }
 }
 
-void conv2d(const py::array& x, const py::array& w, const py::object& bias, py::array y, Pair stride,
-            Pair dilation, Pair pad, int64_t groups, bool nhwc, int threads) {
-  const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, pad, groups, nhwc, threads, w.ndim() == 4 ? w.shape(0) : 0);
-  require(a.y.c == w.shape(0) && w.shape(1) * groups == a.x.c, "weight does not match the channels");
-  with_dtype(x, w, bias, y, [&](auto tag) {
-    using T = decltype(tag);
-    spx::conv2d<T>(a, static_cast<const T*>(x.data()), static_cast<const T*>(w.data()), data_of<T>(bias),
-                   static_cast<T*>(y.mutable_data()));
-  });
-}
+// One convolution call's parameters, bound once by the Python layer's plan cache so that a
+// repeated call converts only its four arrays.
+struct ConvCall {
+  enum class Kind { kConv2d, kTransposed, kSubpixel };
+  Kind kind;
+  Pair stride, dilation, pad;
+  int64_t groups;
+  bool nhwc;
+  int threads;
+  spx::TransposedMethod method;
+  Pair factor;
+  bool dcr;
 
-void conv_transpose2d(const py::array& x, const py::array& w, const py::object& bias, py::array y,
-                      Pair stride, Pair dilation, Pair crop, int64_t groups, bool nhwc, const std::string& method,
-                      int threads) {
-  require(method == "direct" || method == "polyphase", "method must be 'direct' or 'polyphase'");
-  const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, crop, groups, nhwc, threads, w.ndim() == 4 ? w.shape(1) * groups : 0);
-  require(w.shape(0) == a.x.c && w.shape(1) * groups == a.y.c, "weight does not match the channels");
-  const spx::TransposedMethod m = method == "direct" ? spx::TransposedMethod::kDirect : spx::TransposedMethod::kPolyphase;
-  with_dtype(x, w, bias, y, [&](auto tag) {
-    using T = decltype(tag);
-    spx::conv_transpose2d<T>(a, m, static_cast<const T*>(x.data()), static_cast<const T*>(w.data()), data_of<T>(bias),
-                             static_cast<T*>(y.mutable_data()));
-  });
-}
+  ConvCall(const std::string& kind_name, Pair stride_, Pair dilation_, Pair pad_begin, int64_t groups_, bool nhwc_,
+           int threads_, const std::string& method_name, Pair factor_, bool dcr_)
+      : stride(stride_), dilation(dilation_), pad(pad_begin), groups(groups_), nhwc(nhwc_), threads(threads_),
+        factor(factor_), dcr(dcr_) {
+    if (kind_name == "conv2d") kind = Kind::kConv2d;
+    else if (kind_name == "conv_transpose2d") kind = Kind::kTransposed;
+    else if (kind_name == "subpixel_conv2d") kind = Kind::kSubpixel;
+    else throw py::value_error("unknown convolution kind '" + kind_name + "'");
+    require(method_name == "direct" || method_name == "polyphase", "method must be 'direct' or 'polyphase'");
+    method = method_name == "direct" ? spx::TransposedMethod::kDirect : spx::TransposedMethod::kPolyphase;
+    require(factor[0] >= 1 && factor[1] >= 1, "upscale_factor must be >= 1");
+  }
 
-void subpixel_conv2d(const py::array& x, const py::array& w, const py::object& bias, py::array y, Pair stride,
-                     Pair dilation, Pair pad, int64_t groups, Pair factor, bool dcr, bool nhwc, int threads) {
-  require(factor[0] >= 1 && factor[1] >= 1, "upscale_factor must be >= 1");
-  const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, pad, groups, nhwc, threads, w.ndim() == 4 ? w.shape(0) : 0);
-  require(a.y.h % factor[0] == 0 && a.y.w % factor[1] == 0, "out spatial size must be a multiple of the factor");
-  require(w.shape(0) == a.y.c * factor[0] * factor[1] && w.shape(1) * groups == a.x.c, "weight does not match the channels");
-  with_dtype(x, w, bias, y, [&](auto tag) {
-    using T = decltype(tag);
-    spx::subpixel_conv2d<T>(a, factor[0], factor[1], dcr, static_cast<const T*>(x.data()),
-                            static_cast<const T*>(w.data()), data_of<T>(bias), static_cast<T*>(y.mutable_data()));
-  });
-}
+  void operator()(const py::array& x, const py::array& w, const py::object& bias, py::array y) const {
+    require(w.ndim() == 4, "weight must be 4-D");
+    const int64_t r2 = factor[0] * factor[1];
+    // Output channels as counted by the weight (before the shuffle for sub-pixel).
+    const int64_t out_channels = kind == Kind::kTransposed ? w.shape(1) * groups : w.shape(0);
+    const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, pad, groups, nhwc, threads, out_channels);
+    if (kind == Kind::kTransposed) {
+      require(w.shape(0) == a.x.c && out_channels == a.y.c, "weight does not match the channels");
+    } else {
+      require(w.shape(1) * groups == a.x.c, "weight does not match the input channels");
+      require(out_channels == a.y.c * (kind == Kind::kSubpixel ? r2 : 1), "weight does not match the output channels");
+      if (kind == Kind::kSubpixel)
+        require(a.y.h % factor[0] == 0 && a.y.w % factor[1] == 0, "out spatial size must be a multiple of the factor");
+    }
+    with_dtype(x, w, bias, y, [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = static_cast<const T*>(x.data());
+      const T* wp = static_cast<const T*>(w.data());
+      T* yp = static_cast<T*>(y.mutable_data());
+      switch (kind) {
+        case Kind::kConv2d: spx::conv2d<T>(a, xp, wp, data_of<T>(bias), yp); break;
+        case Kind::kTransposed: spx::conv_transpose2d<T>(a, method, xp, wp, data_of<T>(bias), yp); break;
+        case Kind::kSubpixel: spx::subpixel_conv2d<T>(a, factor[0], factor[1], dcr, xp, wp, data_of<T>(bias), yp); break;
+      }
+    });
+  }
+};
 
 size_t element_size_of(const py::array& src, py::array dst) {
   const bool f32 = has_type<float>(src) && has_type<float>(dst), f64 = has_type<double>(src) && has_type<double>(dst);
@@ -216,14 +232,15 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   spx::install_fork_handler();
   py::register_exception<spx::SizeError>(m, "SizeError", PyExc_MemoryError);
 
-  m.def("conv2d", &conv2d, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"), py::arg("stride"),
-        py::arg("dilation"), py::arg("pad_begin"), py::arg("groups"), py::arg("nhwc"), py::arg("threads"));
-  m.def("conv_transpose2d", &conv_transpose2d, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"),
-        py::arg("stride"), py::arg("dilation"), py::arg("crop_begin"), py::arg("groups"), py::arg("nhwc"),
-        py::arg("method"), py::arg("threads"));
-  m.def("subpixel_conv2d", &subpixel_conv2d, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"),
-        py::arg("stride"), py::arg("dilation"), py::arg("pad_begin"), py::arg("groups"), py::arg("factor"),
-        py::arg("dcr"), py::arg("nhwc"), py::arg("threads"));
+  py::class_<ConvCall>(m, "ConvCall",
+                       "A convolution's parameters; calling it with (x, weight, bias, out) computes into out. "
+                       "pad_begin is the zero padding (conv2d, subpixel_conv2d) or the crop of the full output "
+                       "(conv_transpose2d).")
+      .def(py::init<const std::string&, Pair, Pair, Pair, int64_t, bool, int, const std::string&, Pair, bool>(),
+           py::arg("kind"), py::arg("stride"), py::arg("dilation"), py::arg("pad_begin"), py::arg("groups"),
+           py::arg("nhwc"), py::arg("threads"), py::arg("method") = "polyphase", py::arg("factor") = Pair{1, 1},
+           py::arg("dcr") = false)
+      .def("__call__", &ConvCall::operator(), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"));
   m.def("pixel_shuffle", &pixel_shuffle, py::arg("src"), py::arg("out"), py::arg("batch"), py::arg("channels"),
         py::arg("h"), py::arg("w"), py::arg("factor"), py::arg("dcr"), py::arg("nhwc"), py::arg("to_low"),
         py::arg("threads"));

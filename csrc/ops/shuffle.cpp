@@ -2,6 +2,7 @@
 // element size (a float32 moves as a uint32, a float64 as a uint64; bits are never changed).
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "ops.h"
 #include "parallel.h"
@@ -12,53 +13,76 @@ namespace {
 // Below this many elements one thread moves the data faster than waking the pool.
 constexpr int64_t kSerialElements = int64_t(1) << 16;
 
+// One high-resolution row from (to_low: into) RW low-resolution rows, interleaved by RW.
+// A compile-time RW lets the compiler turn the interleave into vector shuffles.
+template <typename E, int RW>
+void interleave_row(E* hi, E* const* lo, int64_t w, bool to_low) {
+  if (to_low) {
+    for (int64_t x = 0; x < w; ++x)
+      for (int j = 0; j < RW; ++j) lo[j][x] = hi[x * RW + j];
+  } else {
+    for (int64_t x = 0; x < w; ++x)
+      for (int j = 0; j < RW; ++j) hi[x * RW + j] = lo[j][x];
+  }
+}
+
+template <typename E>
+void interleave_row_any(E* hi, E* const* lo, int64_t w, int64_t rw, bool to_low) {
+  switch (rw) {
+    case 1:
+      if (to_low)
+        std::memcpy(lo[0], hi, sizeof(E) * static_cast<size_t>(w));
+      else
+        std::memcpy(hi, lo[0], sizeof(E) * static_cast<size_t>(w));
+      return;
+    case 2: return interleave_row<E, 2>(hi, lo, w, to_low);
+    case 3: return interleave_row<E, 3>(hi, lo, w, to_low);
+    case 4: return interleave_row<E, 4>(hi, lo, w, to_low);
+    default:
+      for (int64_t j = 0; j < rw; ++j)
+        for (int64_t x = 0; x < w; ++x) {
+          if (to_low)
+            lo[j][x] = hi[x * rw + j];
+          else
+            hi[x * rw + j] = lo[j][x];
+        }
+  }
+}
+
 template <typename E>
 void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
   const int64_t r2 = a.rh * a.rw, C = a.channels, H = a.h, W = a.w;
-  const E* lo_in = a.to_low ? nullptr : src;  // low-resolution side when reading it
-  E* lo_out = a.to_low ? dst : nullptr;
-  const E* hi_in = a.to_low ? src : nullptr;
-  E* hi_out = a.to_low ? nullptr : dst;
-  // A "row" is one high-resolution output row: (b, c, y) for NCHW, (b, y) for NHWC.
+  // The native code is written from the shuffle's direction; unshuffle swaps the roles.
+  E* hi = a.to_low ? const_cast<E*>(src) : dst;
+  E* lo = a.to_low ? dst : const_cast<E*>(src);
+  // A "row" is one high-resolution row: (b, c, y) for NCHW, (b, y) for NHWC.
   const int64_t rows = a.nhwc ? a.batch * H * a.rh : a.batch * C * H * a.rh;
   const int threads = rows * W * a.rw * (a.nhwc ? C : 1) < kSerialElements ? 1 : a.threads;
   auto lo_channel = [&](int64_t c, int64_t i, int64_t j) { return a.dcr ? (i * a.rw + j) * C + c : c * r2 + i * a.rw + j; };
   parallel_region(threads, [&](int tid, int count) {
     int64_t begin, end;
     split_range(rows, tid, count, &begin, &end);
+    std::vector<E*> lo_rows(static_cast<size_t>(a.rw));
     for (int64_t row = begin; row < end; ++row) {
+      const int64_t y = row % (H * a.rh), h = y / a.rh, i = y % a.rh;
       if (!a.nhwc) {
-        const int64_t y = row % (H * a.rh), bc = row / (H * a.rh), b = bc / C, c = bc % C;
-        const int64_t h = y / a.rh, i = y % a.rh;
-        const int64_t hi_off = row * W * a.rw;
+        const int64_t bc = row / (H * a.rh), b = bc / C, c = bc % C;
+        for (int64_t j = 0; j < a.rw; ++j) lo_rows[static_cast<size_t>(j)] = lo + ((b * C * r2 + lo_channel(c, i, j)) * H + h) * W;
+        interleave_row_any(hi + row * W * a.rw, lo_rows.data(), W, a.rw, a.to_low);
+        continue;
+      }
+      const int64_t b = row / (H * a.rh);
+      for (int64_t x = 0; x < W; ++x) {
+        E* lo_px = lo + ((b * H + h) * W + x) * C * r2;
         for (int64_t j = 0; j < a.rw; ++j) {
-          const int64_t lo_off = ((b * C * r2 + lo_channel(c, i, j)) * H + h) * W;
-          if (a.to_low) {
-            for (int64_t x = 0; x < W; ++x) lo_out[lo_off + x] = hi_in[hi_off + x * a.rw + j];
-          } else {
-            for (int64_t x = 0; x < W; ++x) hi_out[hi_off + x * a.rw + j] = lo_in[lo_off + x];
-          }
-        }
-      } else {
-        const int64_t y = row % (H * a.rh), b = row / (H * a.rh), h = y / a.rh, i = y % a.rh;
-        for (int64_t x = 0; x < W; ++x) {
-          const int64_t lo_px = ((b * H + h) * W + x) * C * r2;
-          for (int64_t j = 0; j < a.rw; ++j) {
-            const int64_t hi_px = (row * W * a.rw + x * a.rw + j) * C;
-            if (a.dcr) {
-              const int64_t lo_c = lo_px + lo_channel(0, i, j);
-              if (a.to_low)
-                std::memcpy(lo_out + lo_c, hi_in + hi_px, sizeof(E) * static_cast<size_t>(C));
-              else
-                std::memcpy(hi_out + hi_px, lo_in + lo_c, sizeof(E) * static_cast<size_t>(C));
-            } else {
-              const int64_t lo_c = lo_px + lo_channel(0, i, j);
-              if (a.to_low) {
-                for (int64_t c = 0; c < C; ++c) lo_out[lo_c + c * r2] = hi_in[hi_px + c];
-              } else {
-                for (int64_t c = 0; c < C; ++c) hi_out[hi_px + c] = lo_in[lo_c + c * r2];
-              }
-            }
+          E* hi_px = hi + (row * W * a.rw + x * a.rw + j) * C;
+          E* lo_c = lo_px + lo_channel(0, i, j);
+          const int64_t step = a.dcr ? 1 : r2;  // distance between consecutive c on the low side
+          for (int64_t c = 0; c < C; ++c) {
+            if (a.to_low)
+              lo_c[c * step] = hi_px[c];
+            else
+              hi_px[c] = lo_c[c * step];
           }
         }
       }

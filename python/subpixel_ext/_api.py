@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -10,18 +11,66 @@ from . import _core
 from . import _params as _p
 
 
-def _arrays(**named: Any) -> dict[str, Optional[np.ndarray]]:
-    return {k: (None if v is None else _p.as_array(v, k)) for k, v in named.items()}
+@dataclass(frozen=True)
+class _ConvPlan:
+    """Everything a convolution call derives from shapes, dtypes and parameters."""
+
+    native: Callable[[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], None]
+    shape: Tuple[int, ...]  # of the result
+    dtype: np.dtype
+    batched: bool
+
+    def run(self, arrays: Sequence[Optional[np.ndarray]], out: Optional[np.ndarray]) -> np.ndarray:
+        if out is None:
+            y = np.empty(self.shape, self.dtype)
+        else:
+            y = _p.check_out(out, self.shape, self.dtype, [a for a in arrays if a is not None])
+        if y.size:
+            xc, wc, bc = [None if a is None else _p.as_compute(a, self.dtype) for a in arrays]
+            assert xc is not None and wc is not None
+            if self.batched:
+                self.native(xc, wc, bc, y)
+            else:
+                self.native(xc[None], wc, bc, y[None])
+        return y
 
 
-def _batched(arr: np.ndarray, batched: bool) -> np.ndarray:
-    return arr if batched else arr[None]
+# Validated plans by (operation, input shapes and dtypes, parameters): a repeated call skips
+# argument parsing and geometry, which dominate small calls. Bounded; unhashable arguments
+# (lists) simply bypass it.
+_PLANS: dict[Hashable, _ConvPlan] = {}
+_MAX_PLANS = 256
 
 
-def _compute_inputs(
-    arrays: dict[str, Optional[np.ndarray]], dtype: np.dtype
-) -> list[Optional[np.ndarray]]:
-    return [None if a is None else _p.as_compute(a, dtype) for a in arrays.values()]
+def _planned_call(
+    op: str,
+    inputs: Tuple[Any, Any, Any],
+    params: Tuple[Any, ...],
+    build: Callable[[Sequence[Optional[np.ndarray]]], _ConvPlan],
+    out: Optional[np.ndarray],
+) -> np.ndarray:
+    """Run `op` on (x, weight, bias) with a cached or freshly built (validated) plan."""
+    if all(type(a) is np.ndarray or a is None for a in inputs):
+        arrays: Sequence[Optional[np.ndarray]] = inputs
+    else:
+        arrays = _checked_arrays(inputs)
+    key = (op, params) + tuple(None if a is None else (a.shape, a.dtype) for a in arrays)
+    try:
+        plan = _PLANS.get(key)
+        cacheable = True
+    except TypeError:  # unhashable parameters
+        plan, cacheable = None, False
+    if plan is None:
+        plan = build(_checked_arrays(arrays))
+        if cacheable:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan.run(arrays, out)
+
+
+def _checked_arrays(inputs: Sequence[Any]) -> list[Optional[np.ndarray]]:
+    return [None if a is None else _p.as_array(a, n) for a, n in zip(inputs, ("x", "weight", "bias"))]
 
 
 def conv_transpose2d(
@@ -78,30 +127,32 @@ def conv_transpose2d(
     >>> spx.conv_transpose2d(x, w, stride=2).shape
     (1, 1, 4, 4)
     """
-    layout = _p.choice(layout, "layout", _p.LAYOUTS)
-    method = _p.choice(method, "method", _p.METHODS)
-    threads = _p.num_threads(num_threads)
-    arrays = _arrays(x=x, weight=weight, bias=bias)
-    xa, wa, ba = arrays.values()
-    assert xa is not None and wa is not None
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, layout, transposed=True)
-    geo = _p.transposed_geometry(
-        shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
-    )
-    dtype = _p.result_dtype(xa, wa, ba)
-    shape = _p.output_shape(shapes, c_out, geo.out_hw, layout)
-    y = _p.check_out(out, shape, dtype, [a for a in arrays.values() if a is not None])
-    if y.size:
-        xc, wc, bc = _compute_inputs(arrays, dtype)
-        assert xc is not None
-        native = "polyphase" if method == "auto" else method
-        _core.conv_transpose2d(
-            _batched(xc, shapes.batched), wc, bc, _batched(y, shapes.batched),
-            s, d, geo.pad_begin, g, layout == "NHWC", native, threads,
+    params = (stride, padding, output_padding, groups, dilation, output_size, layout, method, num_threads)
+
+    def build(arrays: Sequence[Optional[np.ndarray]]) -> _ConvPlan:
+        lay = _p.choice(layout, "layout", _p.LAYOUTS)
+        meth = _p.choice(method, "method", _p.METHODS)
+        threads = _p.num_threads(num_threads)
+        xa, wa, ba = arrays
+        assert xa is not None and wa is not None
+        s = _p.positive_pair(stride, "stride")
+        d = _p.positive_pair(dilation, "dilation")
+        shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=True)
+        geo = _p.transposed_geometry(
+            shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
         )
-    return y
+        native = _core.ConvCall(
+            "conv_transpose2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
+            method="polyphase" if meth == "auto" else meth,
+        )
+        return _ConvPlan(
+            native,
+            _p.output_shape(shapes, c_out, geo.out_hw, lay),
+            _p.result_dtype(xa, wa, ba),
+            shapes.batched,
+        )
+
+    return _planned_call("conv_transpose2d", (x, weight, bias), params, build, out)
 
 
 def conv2d(
@@ -129,26 +180,25 @@ def conv2d(
     >>> spx.conv2d(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), padding="same", stride=2).shape
     (1, 2, 3, 3)
     """
-    layout = _p.choice(layout, "layout", _p.LAYOUTS)
-    threads = _p.num_threads(num_threads)
-    arrays = _arrays(x=x, weight=weight, bias=bias)
-    xa, wa, ba = arrays.values()
-    assert xa is not None and wa is not None
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, layout, transposed=False)
-    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-    dtype = _p.result_dtype(xa, wa, ba)
-    shape = _p.output_shape(shapes, c_out, geo.out_hw, layout)
-    y = _p.check_out(out, shape, dtype, [a for a in arrays.values() if a is not None])
-    if y.size:
-        xc, wc, bc = _compute_inputs(arrays, dtype)
-        assert xc is not None
-        _core.conv2d(
-            _batched(xc, shapes.batched), wc, bc, _batched(y, shapes.batched),
-            s, d, geo.pad_begin, g, layout == "NHWC", threads,
+    params = (stride, padding, dilation, groups, layout, num_threads)
+
+    def build(arrays: Sequence[Optional[np.ndarray]]) -> _ConvPlan:
+        lay = _p.choice(layout, "layout", _p.LAYOUTS)
+        threads = _p.num_threads(num_threads)
+        xa, wa, ba = arrays
+        assert xa is not None and wa is not None
+        s = _p.positive_pair(stride, "stride")
+        d = _p.positive_pair(dilation, "dilation")
+        shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
+        geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
+        return _ConvPlan(
+            _core.ConvCall("conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads),
+            _p.output_shape(shapes, c_out, geo.out_hw, lay),
+            _p.result_dtype(xa, wa, ba),
+            shapes.batched,
         )
-    return y
+
+    return _planned_call("conv2d", (x, weight, bias), params, build, out)
 
 
 def subpixel_conv2d(
@@ -178,37 +228,46 @@ def subpixel_conv2d(
     >>> spx.subpixel_conv2d(np.ones((1, 2, 4, 4)), np.ones((12, 2, 3, 3)), 2, padding=1).shape
     (1, 3, 8, 8)
     """
-    layout = _p.choice(layout, "layout", _p.LAYOUTS)
-    mode = _p.choice(mode, "mode", _p.MODES)
-    threads = _p.num_threads(num_threads)
-    arrays = _arrays(x=x, weight=weight, bias=bias)
-    xa, wa, ba = arrays.values()
-    assert xa is not None and wa is not None
-    r = _p.positive_pair(upscale_factor, "upscale_factor")
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_conv = _p.conv_shapes(xa, wa, ba, groups, layout, transposed=False)
-    if c_conv % (r[0] * r[1]):
-        raise ValueError(
-            f"weight has {c_conv} output channels, not divisible by upscale_factor**2 = {r[0] * r[1]}"
+    params = (upscale_factor, stride, padding, dilation, groups, layout, mode, num_threads)
+
+    def build(arrays: Sequence[Optional[np.ndarray]]) -> _ConvPlan:
+        lay = _p.choice(layout, "layout", _p.LAYOUTS)
+        md = _p.choice(mode, "mode", _p.MODES)
+        threads = _p.num_threads(num_threads)
+        xa, wa, ba = arrays
+        assert xa is not None and wa is not None
+        r = _p.positive_pair(upscale_factor, "upscale_factor")
+        s = _p.positive_pair(stride, "stride")
+        d = _p.positive_pair(dilation, "dilation")
+        shapes, g, c_conv = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
+        if c_conv % (r[0] * r[1]):
+            raise ValueError(
+                f"weight has {c_conv} output channels, not divisible by upscale_factor**2 = "
+                f"{r[0] * r[1]}"
+            )
+        geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
+        out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
+        return _ConvPlan(
+            _core.ConvCall(
+                "subpixel_conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
+                factor=r, dcr=md == "DCR",
+            ),
+            _p.output_shape(shapes, c_conv // (r[0] * r[1]), out_hw, lay),
+            _p.result_dtype(xa, wa, ba),
+            shapes.batched,
         )
-    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-    dtype = _p.result_dtype(xa, wa, ba)
-    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
-    shape = _p.output_shape(shapes, c_conv // (r[0] * r[1]), out_hw, layout)
-    y = _p.check_out(out, shape, dtype, [a for a in arrays.values() if a is not None])
-    if y.size:
-        xc, wc, bc = _compute_inputs(arrays, dtype)
-        assert xc is not None
-        _core.subpixel_conv2d(
-            _batched(xc, shapes.batched), wc, bc, _batched(y, shapes.batched),
-            s, d, geo.pad_begin, g, r, mode == "DCR", layout == "NHWC", threads,
-        )
-    return y
+
+    return _planned_call("subpixel_conv2d", (x, weight, bias), params, build, out)
 
 
 def _shuffle(
-    x: Any, factor: Any, layout: str, mode: str, num_threads: Optional[int], inverse: bool
+    x: Any,
+    factor: Any,
+    layout: str,
+    mode: str,
+    out: Optional[np.ndarray],
+    num_threads: Optional[int],
+    inverse: bool,
 ) -> np.ndarray:
     name = "downscale_factor" if inverse else "upscale_factor"
     layout = _p.choice(layout, "layout", _p.LAYOUTS)
@@ -218,7 +277,7 @@ def _shuffle(
     r = _p.positive_pair(factor, name)
     shape, batch, c, h, w = _p.shuffle_shapes(xa, r, layout, inverse, name)
     dtype = _p.result_dtype(xa)
-    y = _p.check_out(None, shape, dtype, [])
+    y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
         # The native side is described from the high-resolution tensor's point of view.
         hi_c, lo_h, lo_w = (c, h // r[0], w // r[1]) if inverse else (c // (r[0] * r[1]), h, w)
@@ -235,6 +294,7 @@ def pixel_shuffle(
     *,
     layout: str = "NCHW",
     mode: str = "CRD",
+    out: Optional[np.ndarray] = None,
     num_threads: Optional[int] = None,
 ) -> np.ndarray:
     """Rearrange ``(..., C*rh*rw, H, W)`` into ``(..., C, H*rh, W*rw)`` (channels last with NHWC).
@@ -250,7 +310,7 @@ def pixel_shuffle(
     array([[0., 1.],
            [2., 3.]])
     """
-    return _shuffle(x, upscale_factor, layout, mode, num_threads, inverse=False)
+    return _shuffle(x, upscale_factor, layout, mode, out, num_threads, inverse=False)
 
 
 def pixel_unshuffle(
@@ -259,6 +319,7 @@ def pixel_unshuffle(
     *,
     layout: str = "NCHW",
     mode: str = "CRD",
+    out: Optional[np.ndarray] = None,
     num_threads: Optional[int] = None,
 ) -> np.ndarray:
     """The inverse of :func:`pixel_shuffle` (same ``layout`` and ``mode`` conventions).
@@ -269,10 +330,12 @@ def pixel_unshuffle(
     >>> spx.pixel_unshuffle(np.arange(4.0).reshape(1, 2, 2), 2)[:, 0, 0]
     array([0., 1., 2., 3.])
     """
-    return _shuffle(x, downscale_factor, layout, mode, num_threads, inverse=True)
+    return _shuffle(x, downscale_factor, layout, mode, out, num_threads, inverse=True)
 
 
-def zero_insert(x: Any, stride: Any, *, num_threads: Optional[int] = None) -> np.ndarray:
+def zero_insert(
+    x: Any, stride: Any, *, out: Optional[np.ndarray] = None, num_threads: Optional[int] = None
+) -> np.ndarray:
     """Spread the last two axes apart: ``(..., H, W) -> (..., H*sh, W*sw)``, zeros in between.
 
     ``x[..., i, j]`` lands at ``[..., i*sh, j*sw]``: the input of the direct method.
@@ -291,7 +354,7 @@ def zero_insert(x: Any, stride: Any, *, num_threads: Optional[int] = None) -> np
         raise ValueError(f"x must have at least 2 dimensions, got shape {xa.shape}")
     h, w = xa.shape[-2:]
     dtype = _p.result_dtype(xa)
-    y = _p.check_out(None, xa.shape[:-2] + (h * s[0], w * s[1]), dtype, [])
+    y = _p.check_out(out, xa.shape[:-2] + (h * s[0], w * s[1]), dtype, [xa])
     if y.size:
         _core.zero_insert(
             _p.as_compute(xa, dtype).reshape(-1, h, w), y.reshape(-1, h * s[0], w * s[1]), s, threads

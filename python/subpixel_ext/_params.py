@@ -101,6 +101,8 @@ def result_dtype(*arrays: Optional[np.ndarray]) -> np.dtype:
 
 def as_compute(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A C-contiguous native-endian array of `dtype`; a copy only when needed, never written."""
+    if arr.dtype is dtype and arr.flags.c_contiguous:  # builtin dtypes are singletons
+        return arr
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
