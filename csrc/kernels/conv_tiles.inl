@@ -14,6 +14,7 @@ enum { kRowvecMR = 8, kRowvecNV = 2, kChanvecMR = 8, kChanvecNV = 2 };
 #else
 enum { kRowvecMR = 4, kRowvecNV = 3, kChanvecMR = 6, kChanvecNV = 2 };
 #endif
+enum { kRowvec1NV = 4 };
 
 template <class V, int MR, int NV>
 void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
@@ -105,6 +106,8 @@ spx::ConvKernels<typename V::scalar> conv_kernels() {
   k.rowvec = &rowvec_tile<V, kRowvecMR, kRowvecNV>;
   k.rowvec_mr = kRowvecMR;
   k.rowvec_nr = kRowvecNV * V::lanes;
+  k.rowvec1 = &rowvec_tile<V, 1, kRowvec1NV>;
+  k.rowvec1_nr = kRowvec1NV * V::lanes;
   k.chanvec = &chanvec_tile<V, kChanvecMR, kChanvecNV>;
   k.chanvec_mr = kChanvecMR;
   k.chanvec_nr = kChanvecNV * V::lanes;

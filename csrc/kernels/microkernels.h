@@ -51,6 +51,10 @@ struct ConvKernels {
   void (*rowvec)(const RowvecArgs<T>& args);
   size_t rowvec_mr;
   size_t rowvec_nr;
+  // The same with a single output channel (MR = 1) and a wider pixel tile, for problems with
+  // one output channel per group (single-channel images, depthwise).
+  void (*rowvec1)(const RowvecArgs<T>& args);
+  size_t rowvec1_nr;
   void (*chanvec)(const ChanvecArgs<T>& args);
   size_t chanvec_mr;
   size_t chanvec_nr;

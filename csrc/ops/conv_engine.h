@@ -22,6 +22,7 @@
 
 #include "../kernels/dispatch.h"
 #include "errors.h"
+#include "interleave.h"
 #include "parallel.h"
 
 namespace spx {
@@ -88,21 +89,73 @@ inline bool unit_steps(const std::vector<int64_t>& offsets) {
   return true;
 }
 
+enum class Family { kChanvec, kRowvec, kRowvec1 };
+
+// Phases whose outputs interleave along a row (polyphase column phases r = 0..S-1 of the same
+// output rows) can be computed into a row buffer with contiguous vector stores and then
+// interleaved, instead of storing every element with stride S. A unit is the blocks computed
+// by one task: one block, or the S sibling blocks (ordered by column phase) of one group.
+struct Units {
+  std::vector<std::vector<size_t>> blocks;
+  std::vector<char> buffered;
+  int64_t max_siblings = 1;
+};
+
+inline Units make_units(const ConvProblem& p, bool allow_buffered) {
+  Units u;
+  std::vector<char> used(p.blocks.size(), 0);
+  for (size_t b = 0; b < p.blocks.size(); ++b) {
+    if (used[b]) continue;
+    const Block& blk = p.blocks[b];
+    const Phase& ph = p.phases[blk.phase];
+    std::vector<size_t> unit{b};
+    const int64_t S = ph.out_col_step;
+    if (allow_buffered && S > 1 && ph.out_col0 == 0) {
+      for (int64_t r = 1; r < S; ++r) {
+        for (size_t c = b + 1; c < p.blocks.size(); ++c) {
+          const Block& cand = p.blocks[c];
+          const Phase& cp = p.phases[cand.phase];
+          if (!used[c] && cand.group == blk.group && cand.out_offsets == blk.out_offsets && cp.out_col0 == r &&
+              cp.out_col_step == S && cp.out_row0 == ph.out_row0 && cp.out_row_step == ph.out_row_step &&
+              cp.rows == ph.rows && (cp.cols == ph.cols || cp.cols + 1 == ph.cols)) {
+            unit.push_back(c);
+            break;
+          }
+        }
+      }
+    }
+    const bool buffered = static_cast<int64_t>(unit.size()) == S && S > 1;
+    if (!buffered) unit.resize(1);
+    for (size_t c : unit) used[c] = 1;
+    u.blocks.push_back(unit);
+    u.buffered.push_back(buffered);
+    if (buffered) u.max_siblings = std::max(u.max_siblings, S);
+  }
+  return u;
+}
+
 // Estimated cycles of one family: padded FMA work plus output stores (vector or scalar).
 template <typename T>
-double family_cost(const ConvProblem& p, const ConvKernels<T>& ck, bool chanvec) {
-  const int64_t tile_ch = static_cast<int64_t>(chanvec ? ck.chanvec_nr : ck.rowvec_mr);
-  const int64_t tile_px = static_cast<int64_t>(chanvec ? ck.chanvec_mr : ck.rowvec_nr);
+double family_cost(const ConvProblem& p, const ConvKernels<T>& ck, Family family, const Units& units) {
+  const bool chanvec = family == Family::kChanvec;
+  const int64_t tile_ch = static_cast<int64_t>(chanvec ? ck.chanvec_nr : family == Family::kRowvec ? ck.rowvec_mr : 1);
+  const int64_t tile_px =
+      static_cast<int64_t>(chanvec ? ck.chanvec_mr : family == Family::kRowvec ? ck.rowvec_nr : ck.rowvec1_nr);
   const double lanes = static_cast<double>(ck.lanes), cg_in = static_cast<double>(p.in_channels / p.groups);
+  // Per vector FMA; a single-row tile is bound by its loads (one per FMA) rather than FMAs.
+  const double fma_cost = family == Family::kRowvec1 ? 1.0 : 0.5;
   double cost = 0;
-  for (const Block& b : p.blocks) {
-    const Phase& ph = p.phases[b.phase];
-    const int64_t ch = static_cast<int64_t>(b.out_offsets.size());
-    const double padded = double(ceil_div(ch, tile_ch) * tile_ch) * double(ceil_div(ph.cols, tile_px) * tile_px);
-    const bool vector_store = chanvec ? unit_steps(b.out_offsets) : ph.out_col_step * p.y.w == 1;
-    const double outputs = double(ch) * double(ph.cols);
-    cost += double(ph.rows) * (padded * cg_in * double(ph.taps.size()) / (2 * lanes) +
-                               outputs * (vector_store ? 1 / lanes : 2.0));
+  for (size_t u = 0; u < units.blocks.size(); ++u) {
+    for (size_t b : units.blocks[u]) {
+      const Block& blk = p.blocks[b];
+      const Phase& ph = p.phases[blk.phase];
+      const int64_t ch = static_cast<int64_t>(blk.out_offsets.size());
+      const double padded = double(ceil_div(ch, tile_ch) * tile_ch) * double(ceil_div(ph.cols, tile_px) * tile_px);
+      const bool vector_store = chanvec ? unit_steps(blk.out_offsets) : ph.out_col_step * p.y.w == 1;
+      const double store = vector_store ? 1 / lanes : units.buffered[u] ? 3 / lanes : 2.0;
+      cost += double(ph.rows) *
+              (padded * cg_in * double(ph.taps.size()) * fma_cost / lanes + double(ch) * double(ph.cols) * store);
+    }
   }
   return cost;
 }
@@ -111,7 +164,15 @@ template <typename T, class WeightAt, class BiasAt>
 void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at, const BiasAt& bias_at,
               int threads) {
   const ConvKernels<T>& ck = kernels_for<T>();
-  const bool chanvec = family_cost(p, ck, true) <= family_cost(p, ck, false);
+  const Units row_units = make_units(p, p.y.w == 1), single_units = make_units(p, false);
+  Family family = Family::kChanvec;
+  double best = family_cost(p, ck, Family::kChanvec, single_units);
+  for (Family candidate : {Family::kRowvec, Family::kRowvec1}) {
+    const double cost = family_cost(p, ck, candidate, row_units);
+    if (cost < best) best = cost, family = candidate;
+  }
+  const bool chanvec = family == Family::kChanvec;
+  const Units& units = chanvec ? single_units : row_units;
   const int64_t cg_in = p.in_channels / p.groups;
   const InputFrame& f = p.frame;
 
@@ -125,12 +186,13 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
   const int64_t plane = checked_mul(f.rows, row_len, "frame plane");
   const int64_t frame_len =
       checked_mul(chanvec ? p.batch : checked_mul(p.batch, p.in_channels, "frame"), plane, "frame");
-  // Row tiles read up to a tile width past the last valid pixel.
-  const int64_t slack = static_cast<int64_t>(ck.rowvec_nr);
 
-  const size_t mr = chanvec ? ck.chanvec_mr : ck.rowvec_mr;
-  const size_t nr = chanvec ? ck.chanvec_nr : ck.rowvec_nr;
+  void (*const rowvec)(const RowvecArgs<T>&) = family == Family::kRowvec1 ? ck.rowvec1 : ck.rowvec;
+  const size_t mr = chanvec ? ck.chanvec_mr : family == Family::kRowvec1 ? 1 : ck.rowvec_mr;
+  const size_t nr = chanvec ? ck.chanvec_nr : family == Family::kRowvec1 ? ck.rowvec1_nr : ck.rowvec_nr;
   const int64_t tile_ch = static_cast<int64_t>(chanvec ? nr : mr);
+  // Row tiles read up to a tile width past the last valid pixel.
+  const int64_t slack = static_cast<int64_t>(std::max(ck.rowvec_nr, ck.rowvec1_nr));
   // Per phase: reduction offsets into the frame.
   std::vector<std::vector<ptrdiff_t>> offsets(p.phases.size());
   for (size_t ph = 0; ph < p.phases.size(); ++ph) {
@@ -144,12 +206,12 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
                                                t.dw / col_phases));
     }
   }
-  // Per block: packed weights and bias, output offsets padded to whole tiles, first task.
+  // Per block: packed weights and bias, output offsets padded to whole tiles.
   const size_t nb = p.blocks.size();
-  std::vector<int64_t> weights_start(nb + 1, 0), tiles_start(nb + 1, 0), first_task(nb + 1, 0);
+  std::vector<int64_t> weights_start(nb + 1, 0), tiles_start(nb + 1, 0);
   std::vector<std::vector<ptrdiff_t>> out_offsets(nb);
   std::vector<char> contiguous(nb);
-  int64_t macs = 0;
+  int64_t macs = 0, max_cols = 0;
   for (size_t b = 0; b < nb; ++b) {
     const Block& blk = p.blocks[b];
     const Phase& ph = p.phases[blk.phase];
@@ -159,21 +221,29 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
     weights_start[b + 1] =
         checked_add(weights_start[b], checked_mul(checked_mul(tiles, k, "weights"), tile_ch, "weights"), "weights");
     tiles_start[b + 1] = tiles_start[b] + tiles;
-    first_task[b + 1] = first_task[b] + ph.rows;
     macs = checked_add(macs, checked_mul(checked_mul(ph.rows * ph.cols, channels, "work"), k, "work"), "work");
     out_offsets[b].assign(blk.out_offsets.begin(), blk.out_offsets.end());
     out_offsets[b].resize(static_cast<size_t>(tiles * tile_ch), 0);
     contiguous[b] = unit_steps(blk.out_offsets);
+    max_cols = std::max(max_cols, ph.cols);
   }
+  // Tasks: one output row of one unit of one image.
+  std::vector<int64_t> first_task(units.blocks.size() + 1, 0);
+  for (size_t u = 0; u < units.blocks.size(); ++u)
+    first_task[u + 1] = first_task[u] + p.phases[p.blocks[units.blocks[u][0]].phase].rows;
   const int64_t rows_per_image = first_task.back();
   const int64_t tasks = checked_mul(p.batch, rows_per_image, "work");
   macs = checked_mul(macs, p.batch, "work");
 
-  // Uninitialized on purpose: every element is written in the region below.
+  const int nt = macs < kSerialMacs ? 1 : threads;
+  // Row buffers of buffered units, per thread: MR channels x S phases x (cols + a tile).
+  const int64_t buffer_row = max_cols + static_cast<int64_t>(nr);
+  const int64_t buffer_len = chanvec ? 0 : static_cast<int64_t>(mr) * units.max_siblings * buffer_row;
+  // Uninitialized on purpose: every element is written before it is read.
   std::unique_ptr<T[]> frame(new T[static_cast<size_t>(checked_add(frame_len, slack, "frame"))]);
   std::unique_ptr<T[]> packed_w(new T[static_cast<size_t>(weights_start.back())]);
   std::unique_ptr<T[]> packed_b(new T[static_cast<size_t>(tiles_start.back() * tile_ch)]);
-  const int nt = macs < kSerialMacs ? 1 : threads;
+  std::unique_ptr<T[]> buffers(new T[static_cast<size_t>(checked_mul(buffer_len, nt, "row buffers"))]);
   // Input columns that land inside the frame (the frame may end before the input does).
   const int64_t in_cols = f.cols > f.pad_left ? std::min<int64_t>(p.in_w, ceil_div(f.cols - f.pad_left, f.step_w)) : 0;
 
@@ -247,62 +317,86 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
     }
     region_barrier();
 
-    // 3. Tiles. A task is one output row of one block of one image.
+    // 3. Tiles.
+    T* buffer = buffers.get() + tid * buffer_len;
+    std::vector<ptrdiff_t> buffer_offsets(mr);
+    std::vector<T*> sibling_rows(static_cast<size_t>(units.max_siblings));
+    for (size_t i = 0; i < mr; ++i) buffer_offsets[i] = static_cast<ptrdiff_t>(i * units.max_siblings * buffer_row);
     split_range(tasks, tid, count, &begin, &end);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / rows_per_image, in_image = task % rows_per_image;
-      const size_t b = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), in_image) -
+      const size_t u = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), in_image) -
                                            first_task.begin() - 1);
-      const Block& blk = p.blocks[b];
-      const Phase& ph = p.phases[blk.phase];
-      const int64_t i = in_image - first_task[b];
-      const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
-      const T* w = packed_w.get() + weights_start[b];
-      const T* bias = packed_b.get() + tiles_start[b] * tile_ch;
-      const ptrdiff_t* ooff = out_offsets[b].data();
-      const ptrdiff_t y_pixel_stride = static_cast<ptrdiff_t>(ph.out_col_step * p.y.w);
-      T* y_row = y + n * p.y.n + (ph.out_row0 + i * ph.out_row_step) * p.y.h + ph.out_col0 * p.y.w;
-      const int64_t tiles = tiles_start[b + 1] - tiles_start[b];
-      if (chanvec) {
-        ChanvecArgs<T> a;
-        a.taps = ph.taps.size();
-        a.channels = static_cast<size_t>(cg_in);
-        a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride_w * p.in_channels);
-        a.tap_offsets = offsets[blk.phase].data();
-        a.y_channels_contiguous = contiguous[b] != 0;
-        a.y_pixel_stride = y_pixel_stride;
-        const T* x_row = frame.get() + (n * f.rows + i * p.stride_h) * row_len + blk.group * cg_in;
-        const int64_t panel = static_cast<int64_t>(a.taps) * cg_in * tile_ch;
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-          a.nr_valid = static_cast<size_t>(std::min<int64_t>(tile_ch, channels - tile * tile_ch));
-          a.w = w + tile * panel;
-          a.bias = bias + tile * tile_ch;
-          a.y_channel_offsets = ooff + tile * tile_ch;
-          for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(mr)) {
-            a.mr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(mr), ph.cols - j0));
-            a.x = x_row + j0 * p.stride_w * p.in_channels;
-            a.y = y_row + j0 * y_pixel_stride;
-            ck.chanvec(a);
+      const int64_t i = in_image - first_task[u];
+      const bool buffered = units.buffered[u] != 0;
+      const int64_t siblings = static_cast<int64_t>(units.blocks[u].size());
+      const size_t b0 = units.blocks[u][0];
+      const int64_t channels = static_cast<int64_t>(p.blocks[b0].out_offsets.size());
+      const int64_t tiles = tiles_start[b0 + 1] - tiles_start[b0];
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t valid_ch = std::min<int64_t>(tile_ch, channels - tile * tile_ch);
+        for (int64_t sib = 0; sib < siblings; ++sib) {
+          const size_t b = units.blocks[u][static_cast<size_t>(sib)];
+          const Block& blk = p.blocks[b];
+          const Phase& ph = p.phases[blk.phase];
+          const T* w = packed_w.get() + weights_start[b];
+          const T* bias = packed_b.get() + tiles_start[b] * tile_ch + tile * tile_ch;
+          const ptrdiff_t* ooff = out_offsets[b].data() + tile * tile_ch;
+          const ptrdiff_t y_pixel_stride = static_cast<ptrdiff_t>(ph.out_col_step * p.y.w);
+          T* y_row = y + n * p.y.n + (ph.out_row0 + i * ph.out_row_step) * p.y.h + ph.out_col0 * p.y.w;
+          if (chanvec) {
+            ChanvecArgs<T> a;
+            a.taps = ph.taps.size();
+            a.channels = static_cast<size_t>(cg_in);
+            a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride_w * p.in_channels);
+            a.tap_offsets = offsets[blk.phase].data();
+            a.y_channels_contiguous = contiguous[b] != 0;
+            a.y_pixel_stride = y_pixel_stride;
+            a.nr_valid = static_cast<size_t>(valid_ch);
+            a.w = w + tile * static_cast<int64_t>(a.taps) * cg_in * tile_ch;
+            a.bias = bias;
+            a.y_channel_offsets = ooff;
+            const T* x_row = frame.get() + (n * f.rows + i * p.stride_h) * row_len + blk.group * cg_in;
+            for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(mr)) {
+              a.mr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(mr), ph.cols - j0));
+              a.x = x_row + j0 * p.stride_w * p.in_channels;
+              a.y = y_row + j0 * y_pixel_stride;
+              ck.chanvec(a);
+            }
+            continue;
           }
-        }
-      } else {
-        RowvecArgs<T> a;
-        a.k = offsets[blk.phase].size();
-        a.x_offsets = offsets[blk.phase].data();
-        a.y_pixel_stride = y_pixel_stride;
-        const T* x_row = frame.get() + (n * p.in_channels + blk.group * cg_in) * plane + i * p.stride_h * row_len;
-        const int64_t panel = static_cast<int64_t>(a.k) * tile_ch;
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-          a.mr_valid = static_cast<size_t>(std::min<int64_t>(tile_ch, channels - tile * tile_ch));
-          a.w = w + tile * panel;
-          a.bias = bias + tile * tile_ch;
-          a.y_channel_offsets = ooff + tile * tile_ch;
+          RowvecArgs<T> a;
+          a.k = offsets[blk.phase].size();
+          a.x_offsets = offsets[blk.phase].data();
+          a.mr_valid = static_cast<size_t>(valid_ch);
+          a.w = w + tile * static_cast<int64_t>(a.k) * tile_ch;
+          a.bias = bias;
+          // Buffered: sibling `sib` fills its own contiguous row per channel.
+          a.y_channel_offsets = buffered ? buffer_offsets.data() : ooff;
+          a.y_pixel_stride = buffered ? 1 : y_pixel_stride;
+          T* y_base = buffered ? buffer + sib * buffer_row : y_row;
+          const T* x_row = frame.get() + (n * p.in_channels + blk.group * cg_in) * plane + i * p.stride_h * row_len;
           for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(nr)) {
             a.nr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(nr), ph.cols - j0));
             a.x = x_row + j0;
-            a.y = y_row + j0 * y_pixel_stride;
-            ck.rowvec(a);
+            a.y = y_base + j0 * a.y_pixel_stride;
+            rowvec(a);
           }
+        }
+        if (!buffered) continue;
+        // Interleave the siblings' rows into the output rows of the tile's channels.
+        const Phase& ph0 = p.phases[p.blocks[b0].phase];
+        const int64_t full = p.phases[p.blocks[units.blocks[u].back()].phase].cols;  // groups with every sibling
+        const ptrdiff_t* ooff = out_offsets[b0].data() + tile * tile_ch;
+        for (int64_t c = 0; c < valid_ch; ++c) {
+          T* out = y + n * p.y.n + (ph0.out_row0 + i * ph0.out_row_step) * p.y.h + ooff[c];
+          for (int64_t sib = 0; sib < siblings; ++sib)
+            sibling_rows[static_cast<size_t>(sib)] = buffer + buffer_offsets[static_cast<size_t>(c)] + sib * buffer_row;
+          interleave_rows(out, sibling_rows.data(), full, siblings, false);
+          // Columns of the last, partial group (phases with one more column than the last).
+          for (int64_t sib = 0; sib < siblings; ++sib)
+            if (p.phases[p.blocks[units.blocks[u][static_cast<size_t>(sib)]].phase].cols > full)
+              out[full * siblings + sib] = sibling_rows[static_cast<size_t>(sib)][full];
         }
       }
     }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "interleave.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -12,42 +13,6 @@ namespace {
 
 // Below this many elements one thread moves the data faster than waking the pool.
 constexpr int64_t kSerialElements = int64_t(1) << 16;
-
-// One high-resolution row from (to_low: into) RW low-resolution rows, interleaved by RW.
-// A compile-time RW lets the compiler turn the interleave into vector shuffles.
-template <typename E, int RW>
-void interleave_row(E* hi, E* const* lo, int64_t w, bool to_low) {
-  if (to_low) {
-    for (int64_t x = 0; x < w; ++x)
-      for (int j = 0; j < RW; ++j) lo[j][x] = hi[x * RW + j];
-  } else {
-    for (int64_t x = 0; x < w; ++x)
-      for (int j = 0; j < RW; ++j) hi[x * RW + j] = lo[j][x];
-  }
-}
-
-template <typename E>
-void interleave_row_any(E* hi, E* const* lo, int64_t w, int64_t rw, bool to_low) {
-  switch (rw) {
-    case 1:
-      if (to_low)
-        std::memcpy(lo[0], hi, sizeof(E) * static_cast<size_t>(w));
-      else
-        std::memcpy(hi, lo[0], sizeof(E) * static_cast<size_t>(w));
-      return;
-    case 2: return interleave_row<E, 2>(hi, lo, w, to_low);
-    case 3: return interleave_row<E, 3>(hi, lo, w, to_low);
-    case 4: return interleave_row<E, 4>(hi, lo, w, to_low);
-    default:
-      for (int64_t j = 0; j < rw; ++j)
-        for (int64_t x = 0; x < w; ++x) {
-          if (to_low)
-            lo[j][x] = hi[x * rw + j];
-          else
-            hi[x * rw + j] = lo[j][x];
-        }
-  }
-}
 
 template <typename E>
 void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
@@ -68,7 +33,7 @@ void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
       if (!a.nhwc) {
         const int64_t bc = row / (H * a.rh), b = bc / C, c = bc % C;
         for (int64_t j = 0; j < a.rw; ++j) lo_rows[static_cast<size_t>(j)] = lo + ((b * C * r2 + lo_channel(c, i, j)) * H + h) * W;
-        interleave_row_any(hi + row * W * a.rw, lo_rows.data(), W, a.rw, a.to_low);
+        interleave_rows(hi + row * W * a.rw, lo_rows.data(), W, a.rw, a.to_low);
         continue;
       }
       const int64_t b = row / (H * a.rh);
