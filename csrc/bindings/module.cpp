@@ -121,7 +121,8 @@ struct ConvCall {
     require(factor[0] >= 1 && factor[1] >= 1, "upscale_factor must be >= 1");
   }
 
-  void operator()(const py::array& x, const py::array& w, const py::object& bias, py::array y) const {
+  // Returns true when non-finite weights were left out (transposed convolution only).
+  bool operator()(const py::array& x, const py::array& w, const py::object& bias, py::array y) const {
     require(w.ndim() == 4, "weight must be 4-D");
     const int64_t r2 = factor[0] * factor[1];
     // Output channels as counted by the weight (before the shuffle for sub-pixel).
@@ -135,6 +136,7 @@ struct ConvCall {
       if (kind == Kind::kSubpixel)
         require(a.y.h % factor[0] == 0 && a.y.w % factor[1] == 0, "out spatial size must be a multiple of the factor");
     }
+    bool left_out = false;
     with_dtype(x, w, bias, y, [&](auto tag) {
       using T = decltype(tag);
       const T* xp = static_cast<const T*>(x.data());
@@ -142,10 +144,11 @@ struct ConvCall {
       T* yp = static_cast<T*>(y.mutable_data());
       switch (kind) {
         case Kind::kConv2d: spx::conv2d<T>(a, xp, wp, data_of<T>(bias), yp); break;
-        case Kind::kTransposed: spx::conv_transpose2d<T>(a, method, xp, wp, data_of<T>(bias), yp); break;
+        case Kind::kTransposed: left_out = spx::conv_transpose2d<T>(a, method, xp, wp, data_of<T>(bias), yp); break;
         case Kind::kSubpixel: spx::subpixel_conv2d<T>(a, factor[0], factor[1], dcr, xp, wp, data_of<T>(bias), yp); break;
       }
     });
+    return left_out;
   }
 };
 

@@ -1,6 +1,7 @@
 // conv2d, transposed convolution (direct and polyphase) and the fused sub-pixel layer, each
 // described as a ConvProblem for the shared engine.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "conv_engine.h"
@@ -80,10 +81,12 @@ struct AxisPhases {
 
 AxisPhases polyphase_axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t crop, int64_t out) {
   AxisPhases ax;
-  ax.count.resize(static_cast<size_t>(s));
-  ax.taps.resize(static_cast<size_t>(s));
+  // Phases r >= out have no output pixel: a huge stride on a small output costs nothing.
+  const int64_t phases = std::min(s, out);
+  ax.count.resize(static_cast<size_t>(phases));
+  ax.taps.resize(static_cast<size_t>(phases));
   int64_t lowest = 0;
-  for (int64_t r = 0; r < s; ++r) {
+  for (int64_t r = 0; r < phases; ++r) {
     const int64_t count = out > r ? (out - r + s - 1) / s : 0;
     ax.count[static_cast<size_t>(r)] = count;
     if (count == 0) continue;
@@ -98,7 +101,7 @@ AxisPhases polyphase_axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t c
   }
   ax.pad = -lowest;
   ax.frame_len = ax.pad + in;
-  for (int64_t r = 0; r < s; ++r)
+  for (int64_t r = 0; r < phases; ++r)
     for (const auto& t : ax.taps[static_cast<size_t>(r)])
       ax.frame_len = std::max(ax.frame_len, ax.pad + t.second + ax.count[static_cast<size_t>(r)]);
   return ax;
@@ -140,7 +143,7 @@ void subpixel_conv2d(const ConvArgs& a, int64_t rh, int64_t rw, bool dcr, const 
 }
 
 template <typename T>
-void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y) {
+bool conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y) {
   ConvProblem p = base_problem(a);
   const int64_t cg_out = a.y.c / a.groups;
   if (method == TransposedMethod::kDirect) {
@@ -168,8 +171,8 @@ void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, co
     p.frame.pad_left = aw.pad;
     p.frame.rows = ah.frame_len;
     p.frame.cols = aw.frame_len;
-    for (int64_t rh = 0; rh < a.stride_h; ++rh) {
-      for (int64_t rw = 0; rw < a.stride_w; ++rw) {
+    for (int64_t rh = 0; rh < static_cast<int64_t>(ah.count.size()); ++rh) {
+      for (int64_t rw = 0; rw < static_cast<int64_t>(aw.count.size()); ++rw) {
         const size_t ih = static_cast<size_t>(rh), iw = static_cast<size_t>(rw);
         if (ah.count[ih] == 0 || aw.count[iw] == 0) continue;
         std::vector<Tap> taps;
@@ -181,12 +184,19 @@ void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, co
     }
   }
   const int64_t cg_in = a.x.c / a.groups, kk = a.kh * a.kw, kw = a.kw;
+  // The definition (the scatter form) never multiplies a weight by padding or by an inserted
+  // zero, but both methods here do. For finite weights the products are zero; non-finite ones
+  // are left out here and added back by the caller from their scatter contributions.
+  bool nonfinite = false;
+  for (int64_t i = 0, n = a.x.c * cg_out * kk; i < n; ++i) nonfinite = nonfinite || !std::isfinite(w[i]);
   run_conv<T>(
       p, x, y,
       [=](const Block& b, int64_t co, int64_t c, const Tap& t) {
-        return w[((b.group * cg_in + c) * cg_out + co) * kk + t.kh * kw + t.kw];
+        const T v = w[((b.group * cg_in + c) * cg_out + co) * kk + t.kh * kw + t.kw];
+        return std::isfinite(v) ? v : T(0);
       },
       [=](const Block& b, int64_t co) { return bias ? bias[b.source0 + co] : T(0); }, a.threads);
+  return nonfinite;
 }
 
 template void conv2d<float>(const ConvArgs&, const float*, const float*, const float*, float*);
@@ -195,9 +205,9 @@ template void subpixel_conv2d<float>(const ConvArgs&, int64_t, int64_t, bool, co
                                      const float*, float*);
 template void subpixel_conv2d<double>(const ConvArgs&, int64_t, int64_t, bool, const double*, const double*,
                                       const double*, double*);
-template void conv_transpose2d<float>(const ConvArgs&, TransposedMethod, const float*, const float*, const float*,
+template bool conv_transpose2d<float>(const ConvArgs&, TransposedMethod, const float*, const float*, const float*,
                                       float*);
-template void conv_transpose2d<double>(const ConvArgs&, TransposedMethod, const double*, const double*,
+template bool conv_transpose2d<double>(const ConvArgs&, TransposedMethod, const double*, const double*,
                                        const double*, double*);
 
 }  // namespace spx

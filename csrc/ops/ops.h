@@ -33,9 +33,10 @@ void conv2d(const ConvArgs& a, const T* x, const T* w, const T* bias, T* y);
 
 // y = torch.nn.functional.conv_transpose2d(x, w, bias, ...) restricted to the window
 // [pad_top, pad_top + y.h) x [pad_left, pad_left + y.w) of the full output;
-// w is (C_in, C_out/groups, kh, kw).
+// w is (C_in, C_out/groups, kh, kw). Non-finite weights are treated as zero; returns whether
+// there were any (the caller adds their contributions, see conv_ops.cpp).
 template <typename T>
-void conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y);
+bool conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y);
 
 // y = pixel_shuffle(conv2d(x, w, bias, ...), (rh, rw)) without the intermediate tensor.
 template <typename T>

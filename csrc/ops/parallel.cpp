@@ -1,6 +1,8 @@
 #include "parallel.h"
 
+#include <algorithm>
 #include <atomic>
+#include <thread>
 
 #if !defined(_WIN32)
 #include <pthread.h>
@@ -55,7 +57,12 @@ void set_default_threads(int n) { g_default_threads.store(n); }
 
 int resolve_threads(int requested) {
   if (g_in_forked_child.load()) return 1;
-  return requested > 0 ? requested : default_threads();
+  const int wanted = requested > 0 ? requested : default_threads();
+  // Results do not depend on the thread count, so an absurd request (which would make the
+  // OpenMP runtime fail to create threads) is capped instead of refused.
+  const unsigned hardware = std::thread::hardware_concurrency();
+  const int cap = static_cast<int>(std::max(8u, 4u * (hardware ? hardware : 1u)));
+  return std::max(1, std::min(wanted, cap));
 }
 
 }  // namespace spx

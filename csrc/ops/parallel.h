@@ -9,8 +9,9 @@
 
 namespace spx {
 
-// Threads for a call: `requested` > 0 wins, otherwise the OpenMP default. A child process
-// created by fork() runs single-threaded: GNU OpenMP's thread pool does not survive fork.
+// Threads for a call: `requested` > 0 wins, otherwise the default; capped at 4x the hardware
+// threads (at least 8). A child process created by fork() runs single-threaded: GNU OpenMP's
+// thread pool does not survive fork.
 int resolve_threads(int requested);
 void install_fork_handler();
 bool openmp_enabled();

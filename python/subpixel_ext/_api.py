@@ -15,10 +15,13 @@ from . import _params as _p
 class _ConvPlan:
     """Everything a convolution call derives from shapes, dtypes and parameters."""
 
-    native: Callable[[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], None]
+    native: Callable[[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], bool]
     shape: Tuple[int, ...]  # of the result
     dtype: np.dtype
     batched: bool
+    # Called when the native call returns True (non-finite transposed weights) with
+    # (x, weight, out, rerun): rerun(x2) recomputes out natively from another input.
+    fixup: Optional[Callable[..., None]] = None
 
     def run(self, arrays: Sequence[Optional[np.ndarray]], out: Optional[np.ndarray]) -> np.ndarray:
         if out is None:
@@ -28,10 +31,9 @@ class _ConvPlan:
         if y.size:
             xc, wc, bc = [None if a is None else _p.as_compute(a, self.dtype) for a in arrays]
             assert xc is not None and wc is not None
-            if self.batched:
-                self.native(xc, wc, bc, y)
-            else:
-                self.native(xc[None], wc, bc, y[None])
+            x4, y4 = (xc, y) if self.batched else (xc[None], y[None])
+            if self.native(x4, wc, bc, y4) and self.fixup is not None:
+                self.fixup(x4, wc, y4, lambda x_again: self.native(x_again, wc, bc, y4))
         return y
 
 
@@ -50,23 +52,34 @@ def _planned_call(
     out: Optional[np.ndarray],
 ) -> np.ndarray:
     """Run `op` on (x, weight, bias) with a cached or freshly built (validated) plan."""
+    if inputs[0] is None or inputs[1] is None:
+        raise TypeError(f"x and weight must be arrays, got {type(inputs[0]).__name__} and {type(inputs[1]).__name__}")
     if all(type(a) is np.ndarray or a is None for a in inputs):
         arrays: Sequence[Optional[np.ndarray]] = inputs
     else:
         arrays = _checked_arrays(inputs)
-    key = (op, params) + tuple(None if a is None else (a.shape, a.dtype) for a in arrays)
-    try:
+    # Only exact ints, strings and tuples of them are cached: True == 1 and 2.0 == 2 as dict
+    # keys, and those must still be rejected by validation.
+    key = None
+    if all(_plain(v) for v in params):
+        key = (op, params) + tuple(None if a is None else (a.shape, a.dtype) for a in arrays)
         plan = _PLANS.get(key)
-        cacheable = True
-    except TypeError:  # unhashable parameters
-        plan, cacheable = None, False
-    if plan is None:
-        plan = build(_checked_arrays(arrays))
-        if cacheable:
-            if len(_PLANS) >= _MAX_PLANS:
-                _PLANS.clear()
-            _PLANS[key] = plan
+        if plan is not None:
+            return plan.run(arrays, out)
+    plan = build(_checked_arrays(arrays))
+    _p.checked_elements(plan.shape, plan.dtype.itemsize, "the result")
+    if key is not None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
     return plan.run(arrays, out)
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return True
+    return kind is tuple and all(_plain(v) for v in value)
 
 
 def _checked_arrays(inputs: Sequence[Any]) -> list[Optional[np.ndarray]]:
@@ -145,14 +158,76 @@ def conv_transpose2d(
             "conv_transpose2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
             method="polyphase" if meth == "auto" else meth,
         )
+
+        def fixup(x4: np.ndarray, w: np.ndarray, y4: np.ndarray, rerun: Callable[[np.ndarray], bool]) -> None:
+            _add_nonfinite_terms(x4, w, y4, rerun, s, d, geo.pad_begin, g, lay == "NHWC")
+
         return _ConvPlan(
             native,
             _p.output_shape(shapes, c_out, geo.out_hw, lay),
             _p.result_dtype(xa, wa, ba),
             shapes.batched,
+            fixup,
         )
 
     return _planned_call("conv_transpose2d", (x, weight, bias), params, build, out)
+
+
+def _add_nonfinite_terms(
+    x4: np.ndarray,
+    w: np.ndarray,
+    y4: np.ndarray,
+    rerun: Callable[[np.ndarray], bool],
+    stride: Tuple[int, int],
+    dilation: Tuple[int, int],
+    crop: Tuple[int, int],
+    groups: int,
+    nhwc: bool,
+) -> None:
+    """Complete a transposed convolution whose non-finite weights the native kernels zeroed.
+
+    The definition multiplies a weight only by real input pixels, never by the padding or the
+    inserted zeros the kernels see, so NaN/Inf must land only where they reach. With
+    X = Xf + Xn and W = Wf + Wn (finite parts and non-finite entries), the native call gives
+    Xf*Wf exactly; Xn*W and Xf*Wn are added here as sparse scatters (IEEE sums of infinities
+    do not depend on the order)."""
+    xs = x4.transpose(0, 3, 1, 2) if nhwc else x4  # (N, C_in, H, W) views
+    ys = y4.transpose(0, 3, 1, 2) if nhwc else y4
+    cg_in, cg_out = xs.shape[1] // groups, w.shape[1]
+    x_bad = ~np.isfinite(xs)
+    if x_bad.any():
+        # The first native call multiplied Xn by the zeroed weights (NaN): redo it on Xf.
+        x_finite = np.where(~np.isfinite(x4), 0, x4)
+        rerun(x_finite)
+        xs = x_finite.transpose(0, 3, 1, 2) if nhwc else x_finite
+        n, ci, i, j = np.nonzero(x_bad)
+        values = x4.transpose(0, 3, 1, 2)[n, ci, i, j] if nhwc else x4[n, ci, i, j]
+        first_out = (ci // cg_in) * cg_out
+        for kh in range(w.shape[2]):
+            for kw in range(w.shape[3]):
+                oh = i * stride[0] + kh * dilation[0] - crop[0]
+                ow = j * stride[1] + kw * dilation[1] - crop[1]
+                keep = (oh >= 0) & (oh < ys.shape[2]) & (ow >= 0) & (ow < ys.shape[3])
+                channels = first_out[keep, None] + np.arange(cg_out)
+                np.add.at(
+                    ys,
+                    (n[keep, None], channels, oh[keep, None], ow[keep, None]),
+                    values[keep, None] * w[ci[keep], :, kh, kw],
+                )
+    for ci, co, kh, kw in zip(*np.nonzero(~np.isfinite(w))):
+        window = []
+        for axis, k in ((0, int(kh)), (1, int(kw))):
+            s, off = stride[axis], k * dilation[axis] - crop[axis]
+            lo = max(0, -(off // s))  # first input index i with i*s + off >= 0
+            hi = min(xs.shape[2 + axis], (ys.shape[2 + axis] - 1 - off) // s + 1)  # i*s + off < out
+            window.append((lo, hi, lo * s + off, s))
+        (i0, i1, o0, sh), (j0, j1, p0, sw) = window
+        if i0 >= i1 or j0 >= j1:
+            continue
+        terms = xs[:, ci, i0:i1, j0:j1] * w[ci, co, kh, kw]
+        terms[x_bad[:, ci, i0:i1, j0:j1]] = 0  # those pixels' products were added above
+        channel_out = (ci // cg_in) * cg_out + co
+        ys[:, channel_out, o0 : o0 + (i1 - i0 - 1) * sh + 1 : sh, p0 : p0 + (j1 - j0 - 1) * sw + 1 : sw] += terms
 
 
 def conv2d(

@@ -146,6 +146,8 @@ def check_out(
 
 def padding_spec(padding: Any, name: str = "padding") -> Union[str, Tuple[Pair, Pair]]:
     """"same"/"valid", or ((top, bottom), (left, right)) of non-negative ints."""
+    if isinstance(padding, np.ndarray) and padding.ndim == 0:
+        padding = padding.item()
     if isinstance(padding, str):
         return choice(padding, name, ("same", "valid"))
     if isinstance(padding, (Sequence, np.ndarray)) and not isinstance(padding, bytes):
