@@ -249,10 +249,13 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
         py::arg("threads"));
   m.def("zero_insert", &zero_insert, py::arg("src"), py::arg("out"), py::arg("stride"), py::arg("threads"));
   m.def("get_num_threads", [] { return spx::default_threads(); });
-  m.def("set_num_threads", [](int n) {
-    require(n >= 1, "num_threads must be >= 1");
-    spx::set_default_threads(n);
-  });
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        require(n >= 1, "num_threads must be >= 1");
+        spx::set_default_threads(n);
+      },
+      py::arg("n"));
   m.def("config", &config);
   m.def("fma_peak_gflops", &fma_peak_gflops, py::arg("threads") = 1, py::arg("seconds") = 0.2);
 }

@@ -143,7 +143,7 @@ def polyphase_weight(
             total = max(k_eff - sa, 0)
             lo, hi, extra = total // 2, total - total // 2, max(sa - k_eff, 0)
         else:
-            lo, hi = (0, 0) if spec == "valid" else spec[axis]  # type: ignore[index]
+            lo, hi = (0, 0) if isinstance(spec, str) else spec[axis]
             if op[axis] >= max(sa, d[axis]):
                 raise ValueError(
                     f"output_padding must be smaller than max(stride, dilation) = {max(sa, d[axis])}, "
@@ -206,7 +206,7 @@ def deconv_weight(
         if spec == "same":
             lo, hi = (k - 1) // 2, k - 1 - (k - 1) // 2
         else:
-            lo, hi = (0, 0) if spec == "valid" else spec[axis]  # type: ignore[index]
+            lo, hi = (0, 0) if isinstance(spec, str) else spec[axis]
         if max(lo, hi) > k - 1:
             raise ValueError(f"padding must be at most kernel size - 1 = {k - 1} per side, got {padding!r}")
         crops.append(((k - 1 - lo) * r, (k - 1 - hi) * r))
