@@ -110,7 +110,7 @@ inline Units make_units(const ConvProblem& p, bool allow_buffered) {
     const Phase& ph = p.phases[blk.phase];
     std::vector<size_t> unit{b};
     const int64_t S = ph.out_col_step;
-    if (allow_buffered && S > 1 && ph.out_col0 == 0) {
+    if (allow_buffered && S > 1 && S <= static_cast<int64_t>(p.blocks.size()) && ph.out_col0 == 0) {
       for (int64_t r = 1; r < S; ++r) {
         for (size_t c = b + 1; c < p.blocks.size(); ++c) {
           const Block& cand = p.blocks[c];
