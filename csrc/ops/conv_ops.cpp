@@ -142,10 +142,50 @@ void subpixel_conv2d(const ConvArgs& a, int64_t rh, int64_t rw, bool dcr, const 
   run_correlation(p, a, x, w, bias, y);
 }
 
+// Below this many multiply-adds the polyphase method runs as a plain scatter: the same
+// useful products (never one on an inserted zero) without the engine's set-up, which would
+// dominate a call this small.
+constexpr int64_t kScatterMacs = 4096;
+
+// The definition itself: every input pixel adds x * w[k] to the output pixels it reaches.
+template <typename T>
+void scatter_transposed(const ConvArgs& a, const T* x, const T* w, const T* bias, T* y) {
+  const Strides xs = layout_strides(a.x.c, a.x.h, a.x.w, a.nhwc), ys = layout_strides(a.y.c, a.y.h, a.y.w, a.nhwc);
+  const int64_t cg_in = a.x.c / a.groups, cg_out = a.y.c / a.groups, kk = a.kh * a.kw;
+  for (int64_t n = 0; n < a.y.n; ++n)
+    for (int64_t c = 0; c < a.y.c; ++c)
+      for (int64_t h = 0; h < a.y.h; ++h)
+        for (int64_t v = 0; v < a.y.w; ++v) y[n * ys.n + c * ys.c + h * ys.h + v * ys.w] = bias ? bias[c] : T(0);
+  for (int64_t n = 0; n < a.x.n; ++n)
+    for (int64_t ci = 0; ci < a.x.c; ++ci) {
+      const int64_t g = ci / cg_in;
+      for (int64_t i = 0; i < a.x.h; ++i)
+        for (int64_t j = 0; j < a.x.w; ++j) {
+          const T xv = x[n * xs.n + ci * xs.c + i * xs.h + j * xs.w];
+          for (int64_t kh = 0; kh < a.kh; ++kh) {
+            const int64_t oh = i * a.stride_h + kh * a.dilation_h - a.pad_top;
+            if (oh < 0 || oh >= a.y.h) continue;
+            for (int64_t kw = 0; kw < a.kw; ++kw) {
+              const int64_t ow = j * a.stride_w + kw * a.dilation_w - a.pad_left;
+              if (ow < 0 || ow >= a.y.w) continue;
+              T* out = y + n * ys.n + oh * ys.h + ow * ys.w + g * cg_out * ys.c;
+              const T* wp = w + (ci * cg_out) * kk + kh * a.kw + kw;
+              for (int64_t co = 0; co < cg_out; ++co) out[co * ys.c] += xv * wp[co * kk];
+            }
+          }
+        }
+    }
+}
+
 template <typename T>
 bool conv_transpose2d(const ConvArgs& a, TransposedMethod method, const T* x, const T* w, const T* bias, T* y) {
-  ConvProblem p = base_problem(a);
   const int64_t cg_out = a.y.c / a.groups;
+  if (method == TransposedMethod::kPolyphase &&
+      a.x.n * a.x.c * a.x.h * a.x.w <= kScatterMacs / std::max<int64_t>(1, cg_out * a.kh * a.kw)) {
+    scatter_transposed(a, x, w, bias, y);
+    return false;  // the scatter form is the definition, non-finite weights included
+  }
+  ConvProblem p = base_problem(a);
   if (method == TransposedMethod::kDirect) {
     // The definition: zero-insert by the stride, then correlate with the flipped kernel.
     const int64_t keh = a.dilation_h * (a.kh - 1) + 1, kew = a.dilation_w * (a.kw - 1) + 1;

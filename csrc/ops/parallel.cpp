@@ -60,8 +60,10 @@ int resolve_threads(int requested) {
   const int wanted = requested > 0 ? requested : default_threads();
   // Results do not depend on the thread count, so an absurd request (which would make the
   // OpenMP runtime fail to create threads) is capped instead of refused.
-  const unsigned hardware = std::thread::hardware_concurrency();
-  const int cap = static_cast<int>(std::max(8u, 4u * (hardware ? hardware : 1u)));
+  static const int cap = [] {  // hardware_concurrency() reads /sys: once per process
+    const unsigned hardware = std::thread::hardware_concurrency();
+    return static_cast<int>(std::max(8u, 4u * (hardware ? hardware : 1u)));
+  }();
   return std::max(1, std::min(wanted, cap));
 }
 

@@ -29,8 +29,10 @@ class _ConvPlan:
         else:
             y = _p.check_out(out, self.shape, self.dtype, [a for a in arrays if a is not None])
         if y.size:
-            xc, wc, bc = [None if a is None else _p.as_compute(a, self.dtype) for a in arrays]
-            assert xc is not None and wc is not None
+            x, weight, bias = arrays
+            assert x is not None and weight is not None
+            xc, wc = _p.as_compute(x, self.dtype), _p.as_compute(weight, self.dtype)
+            bc = None if bias is None else _p.as_compute(bias, self.dtype)
             x4, y4 = (xc, y) if self.batched else (xc[None], y[None])
             if self.native(x4, wc, bc, y4) and self.fixup is not None:
                 self.fixup(x4, wc, y4, lambda x_again: self.native(x_again, wc, bc, y4))
@@ -48,25 +50,29 @@ def _planned_call(
     op: str,
     inputs: Tuple[Any, Any, Any],
     params: Tuple[Any, ...],
-    build: Callable[[Sequence[Optional[np.ndarray]]], _ConvPlan],
+    build: Callable[..., _ConvPlan],
     out: Optional[np.ndarray],
 ) -> np.ndarray:
     """Run `op` on (x, weight, bias) with a cached or freshly built (validated) plan."""
-    if inputs[0] is None or inputs[1] is None:
-        raise TypeError(f"x and weight must be arrays, got {type(inputs[0]).__name__} and {type(inputs[1]).__name__}")
-    if all(type(a) is np.ndarray or a is None for a in inputs):
+    x, weight, bias = inputs
+    if x is None or weight is None:
+        raise TypeError(f"x and weight must be arrays, got {type(x).__name__} and {type(weight).__name__}")
+    if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
         arrays: Sequence[Optional[np.ndarray]] = inputs
     else:
         arrays = _checked_arrays(inputs)
-    # Only exact ints, strings and tuples of them are cached: True == 1 and 2.0 == 2 as dict
-    # keys, and those must still be rejected by validation.
+        x, weight, bias = arrays
+    # Parameters are compared by value *and* type: True == 1 and 2.0 == 2 as dict keys, and
+    # those must still reach validation. Tuples are checked element by element.
+    types = tuple(map(type, params))
     key = None
-    if all(_plain(v) for v in params):
-        key = (op, params) + tuple(None if a is None else (a.shape, a.dtype) for a in arrays)
+    if tuple not in types or all(_plain(v) for v in params):
+        key = (op, params, types, x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype))
         plan = _PLANS.get(key)
         if plan is not None:
             return plan.run(arrays, out)
-    plan = build(_checked_arrays(arrays))
+    plan = build(_checked_arrays(arrays), *params)
     _p.checked_elements(plan.shape, plan.dtype.itemsize, "the result")
     if key is not None:
         if len(_PLANS) >= _MAX_PLANS:
@@ -76,6 +82,7 @@ def _planned_call(
 
 
 def _plain(value: Any) -> bool:
+    """Exact ints, strings, None and tuples of them: values a plan may be cached under."""
     kind = type(value)
     if kind is int or kind is str or value is None:
         return True
@@ -141,36 +148,110 @@ def conv_transpose2d(
     (1, 1, 4, 4)
     """
     params = (stride, padding, output_padding, groups, dilation, output_size, layout, method, num_threads)
+    return _planned_call("conv_transpose2d", (x, weight, bias), params, _plan_conv_transpose2d, out)
 
-    def build(arrays: Sequence[Optional[np.ndarray]]) -> _ConvPlan:
-        lay = _p.choice(layout, "layout", _p.LAYOUTS)
-        meth = _p.choice(method, "method", _p.METHODS)
-        threads = _p.num_threads(num_threads)
-        xa, wa, ba = arrays
-        assert xa is not None and wa is not None
-        s = _p.positive_pair(stride, "stride")
-        d = _p.positive_pair(dilation, "dilation")
-        shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=True)
-        geo = _p.transposed_geometry(
-            shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
+
+def _plan_conv_transpose2d(
+    arrays: Sequence[Optional[np.ndarray]],
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: Any,
+    dilation: Any,
+    output_size: Any,
+    layout: Any,
+    method: Any,
+    num_threads: Any,
+) -> _ConvPlan:
+    lay = _p.choice(layout, "layout", _p.LAYOUTS)
+    meth = _p.choice(method, "method", _p.METHODS)
+    threads = _p.num_threads(num_threads)
+    xa, wa, ba = arrays
+    assert xa is not None and wa is not None
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=True)
+    geo = _p.transposed_geometry(
+        shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
+    )
+    native = _core.ConvCall(
+        "conv_transpose2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
+        method="polyphase" if meth == "auto" else meth,
+    )
+
+    def fixup(x4: np.ndarray, w: np.ndarray, y4: np.ndarray, rerun: Callable[[np.ndarray], bool]) -> None:
+        _add_nonfinite_terms(x4, w, y4, rerun, s, d, geo.pad_begin, g, lay == "NHWC")
+
+    return _ConvPlan(
+        native,
+        _p.output_shape(shapes, c_out, geo.out_hw, lay),
+        _p.result_dtype(xa, wa, ba),
+        shapes.batched,
+        fixup,
+    )
+
+
+def _plan_conv2d(
+    arrays: Sequence[Optional[np.ndarray]],
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    layout: Any,
+    num_threads: Any,
+) -> _ConvPlan:
+    lay = _p.choice(layout, "layout", _p.LAYOUTS)
+    threads = _p.num_threads(num_threads)
+    xa, wa, ba = arrays
+    assert xa is not None and wa is not None
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
+    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
+    return _ConvPlan(
+        _core.ConvCall("conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads),
+        _p.output_shape(shapes, c_out, geo.out_hw, lay),
+        _p.result_dtype(xa, wa, ba),
+        shapes.batched,
+    )
+
+
+def _plan_subpixel_conv2d(
+    arrays: Sequence[Optional[np.ndarray]],
+    upscale_factor: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    layout: Any,
+    mode: Any,
+    num_threads: Any,
+) -> _ConvPlan:
+    lay = _p.choice(layout, "layout", _p.LAYOUTS)
+    md = _p.choice(mode, "mode", _p.MODES)
+    threads = _p.num_threads(num_threads)
+    xa, wa, ba = arrays
+    assert xa is not None and wa is not None
+    r = _p.positive_pair(upscale_factor, "upscale_factor")
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_conv = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
+    if c_conv % (r[0] * r[1]):
+        raise ValueError(
+            f"weight has {c_conv} output channels, not divisible by upscale_factor**2 = "
+            f"{r[0] * r[1]}"
         )
-        native = _core.ConvCall(
-            "conv_transpose2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
-            method="polyphase" if meth == "auto" else meth,
-        )
-
-        def fixup(x4: np.ndarray, w: np.ndarray, y4: np.ndarray, rerun: Callable[[np.ndarray], bool]) -> None:
-            _add_nonfinite_terms(x4, w, y4, rerun, s, d, geo.pad_begin, g, lay == "NHWC")
-
-        return _ConvPlan(
-            native,
-            _p.output_shape(shapes, c_out, geo.out_hw, lay),
-            _p.result_dtype(xa, wa, ba),
-            shapes.batched,
-            fixup,
-        )
-
-    return _planned_call("conv_transpose2d", (x, weight, bias), params, build, out)
+    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
+    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
+    return _ConvPlan(
+        _core.ConvCall(
+            "subpixel_conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
+            factor=r, dcr=md == "DCR",
+        ),
+        _p.output_shape(shapes, c_conv // (r[0] * r[1]), out_hw, lay),
+        _p.result_dtype(xa, wa, ba),
+        shapes.batched,
+    )
 
 
 def _add_nonfinite_terms(
@@ -271,24 +352,7 @@ def conv2d(
     (1, 2, 3, 3)
     """
     params = (stride, padding, dilation, groups, layout, num_threads)
-
-    def build(arrays: Sequence[Optional[np.ndarray]]) -> _ConvPlan:
-        lay = _p.choice(layout, "layout", _p.LAYOUTS)
-        threads = _p.num_threads(num_threads)
-        xa, wa, ba = arrays
-        assert xa is not None and wa is not None
-        s = _p.positive_pair(stride, "stride")
-        d = _p.positive_pair(dilation, "dilation")
-        shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
-        geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-        return _ConvPlan(
-            _core.ConvCall("conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads),
-            _p.output_shape(shapes, c_out, geo.out_hw, lay),
-            _p.result_dtype(xa, wa, ba),
-            shapes.batched,
-        )
-
-    return _planned_call("conv2d", (x, weight, bias), params, build, out)
+    return _planned_call("conv2d", (x, weight, bias), params, _plan_conv2d, out)
 
 
 def subpixel_conv2d(
@@ -319,35 +383,7 @@ def subpixel_conv2d(
     (1, 3, 8, 8)
     """
     params = (upscale_factor, stride, padding, dilation, groups, layout, mode, num_threads)
-
-    def build(arrays: Sequence[Optional[np.ndarray]]) -> _ConvPlan:
-        lay = _p.choice(layout, "layout", _p.LAYOUTS)
-        md = _p.choice(mode, "mode", _p.MODES)
-        threads = _p.num_threads(num_threads)
-        xa, wa, ba = arrays
-        assert xa is not None and wa is not None
-        r = _p.positive_pair(upscale_factor, "upscale_factor")
-        s = _p.positive_pair(stride, "stride")
-        d = _p.positive_pair(dilation, "dilation")
-        shapes, g, c_conv = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
-        if c_conv % (r[0] * r[1]):
-            raise ValueError(
-                f"weight has {c_conv} output channels, not divisible by upscale_factor**2 = "
-                f"{r[0] * r[1]}"
-            )
-        geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-        out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
-        return _ConvPlan(
-            _core.ConvCall(
-                "subpixel_conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
-                factor=r, dcr=md == "DCR",
-            ),
-            _p.output_shape(shapes, c_conv // (r[0] * r[1]), out_hw, lay),
-            _p.result_dtype(xa, wa, ba),
-            shapes.batched,
-        )
-
-    return _planned_call("subpixel_conv2d", (x, weight, bias), params, build, out)
+    return _planned_call("subpixel_conv2d", (x, weight, bias), params, _plan_subpixel_conv2d, out)
 
 
 def _shuffle(
