@@ -69,7 +69,10 @@ def _planned_call(
     if tuple not in types or all(_plain(v) for v in params):
         key = (op, params, types, x.shape, x.dtype, weight.shape, weight.dtype,
                None if bias is None else (bias.shape, bias.dtype))
-        plan = _PLANS.get(key)
+        try:
+            plan = _PLANS.get(key)
+        except TypeError:  # unhashable parameters (lists, arrays): not cached
+            key = plan = None
         if plan is not None:
             return plan.run(arrays, out)
     plan = build(_checked_arrays(arrays), *params)
