@@ -8,6 +8,7 @@ still pass just because its own routes agree with each other.
 from __future__ import annotations
 
 import importlib.util
+import pathlib
 import re
 import subprocess
 import sys
@@ -167,6 +168,71 @@ def test_disagreement_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     last = capsys.readouterr().out.splitlines()[-1]
     match = re.match(r"direct and polyphase DISAGREE: max abs difference (\S+) ", last)
     assert match and float(match.group(1)) > 1e-3, last
+
+
+# ----------------------------------------------------------------------------- demo --plot
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Runs `python -m subpixel_ext ARGS` with every import of matplotlib failing, as if not installed.
+WITHOUT_MATPLOTLIB = """
+import importlib.abc, runpy, sys
+
+class NoMatplotlib(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+sys.meta_path.insert(0, NoMatplotlib())
+sys.argv[0] = "subpixel_ext"
+runpy.run_module("subpixel_ext", run_name="__main__", alter_sys=True)
+"""
+
+needs_matplotlib = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None, reason="matplotlib is not installed"
+)
+
+
+@needs_matplotlib
+def test_demo_plot_writes_a_png(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "demo.png"
+    result = run("demo", "--plot", str(path))
+    assert result.returncode == 0, result.stderr
+    data = path.read_bytes()
+    assert len(data) > len(PNG_SIGNATURE) and data.startswith(PNG_SIGNATURE)
+    # IHDR, the first chunk: width and height, big-endian, at bytes 16..24.
+    assert data[12:16] == b"IHDR"
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (1600, 1000)
+    assert result.stderr.strip() == f"figure written to {path}"
+    assert result.stdout == run("demo").stdout  # the text demo is unchanged by --plot
+
+
+@needs_matplotlib
+def test_demo_plot_to_an_unwritable_path_exits_2(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "missing" / "demo.png"
+    result = run("demo", "--plot", str(path))
+    assert result.returncode == 2
+    assert f"error: cannot write {path}" in result.stderr and not result.stdout
+
+
+def test_demo_plot_without_matplotlib_says_how_to_install_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "demo.png"
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, "demo", "--plot", str(path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "--plot needs matplotlib" in result.stderr and "blocked by the test" in result.stderr
+    assert "pip install matplotlib" in result.stderr
+    assert not result.stdout and not path.exists()
+    # Without --plot the demo does not need matplotlib.
+    plain = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, "demo"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == run("demo").stdout
 
 
 # ----------------------------------------------------------------------------- config, help, bench

@@ -1,8 +1,8 @@
 """``python -m subpixel_ext``: the seed notebook's demo, the benchmark and the build configuration.
 
-The demo's computation (:func:`compute_demo`) is kept apart from its text rendering
-(:func:`print_demo`), so that another rendering of the same :class:`Demo` (a plot) can be added
-next to the text one without touching the arithmetic.
+The demo's computation (:func:`compute_demo`) is kept apart from its renderings: the text one
+(:func:`print_demo`) and the figure of ``demo --plot PATH`` (:func:`plot_demo`, which needs the
+optional matplotlib, imported only there).
 """
 
 from __future__ import annotations
@@ -10,19 +10,25 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _api, _config, _weights
 
+if TYPE_CHECKING:  # matplotlib is optional (the [plot] extra), imported only by plot_demo
+    from matplotlib.axes import Axes
+    from matplotlib.figure import SubFigure
+
 Array = npt.NDArray[np.floating[Any]]
 Pair = Tuple[int, int]
 PairPair = Tuple[Pair, Pair]
+CellLabels = List[List[Tuple[str, str]]]  # (text, colour) per cell of a figure panel
 
 PROG = "python -m subpixel_ext"
 PRECISION = 3
+PLOT_INSTALL = "pip install matplotlib (the package's [plot] extra)"
 
 
 # ----------------------------------------------------------------------------- demo
@@ -195,8 +201,175 @@ def agrees(demo: Demo) -> bool:
     return max(demo.differences()) <= demo.tolerance()
 
 
+# ----------------------------------------------------------------------------- demo figure
+
+FIGURE_SIZE = (16.0, 10.0)  # inches; at FIGURE_DPI, 1600 x 1000 pixels
+FIGURE_DPI = 100
+CMAP = "RdBu_r"  # blue < 0 < red, white at 0; every panel shares one symmetric scale
+MAX_CELL_FONT = 11.0  # points
+MIN_CELL_FONT = 5.0  # cells too small for this are left unannotated
+MAX_GRID_LINES = 24  # lines between the cells (or the stride x stride blocks) per axis
+TITLE_CHARS_PER_CELL = 5.0  # a 10-point title character is about 1/5 of a typical cell wide
+
+
+def plot_demo(demo: Demo, path: str) -> None:
+    """Draw every step of the demo as annotated heatmaps in one figure and save it to ``path``
+    (format from the suffix). Needs matplotlib; draws on an Agg canvas, never through pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    s = demo.stride
+    # One colour scale for all panels: every value shown is among these arrays' (or equal to one).
+    limit = max(float(np.abs(a).max(initial=0.0)) for a in (demo.image, demo.kernel, demo.shuffled))
+    norm = Normalize(-(limit or 1.0), limit or 1.0)
+    fig = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    _, polyphase, library = demo.differences()
+    fig.suptitle(
+        f"Transposed convolution = sub-pixel convolution: {_shape(demo.image)} image, "
+        f"{_shape(demo.kernel)} kernel, stride {s}, {demo.direct.dtype}\n"
+        f"direct {'=' if agrees(demo) else '≠'} polyphase: max abs difference {polyphase:.1e}  "
+        f"(conv_transpose2d(method='polyphase'): {library:.1e}; tolerance {demo.tolerance():.1e})",
+        fontsize=14, fontweight="bold",
+    )
+    rows = fig.add_gridspec(2, 1, height_ratios=(1.0, 1.2))
+    top, bottom = fig.add_subfigure(rows[0, 0]), fig.add_subfigure(rows[1, 0])
+    top.suptitle(
+        "direct: zero-insert the image, then the notebook's SAME correlation with the kernel\n"
+        f"= conv_transpose2d(image, kernel[::-1, ::-1], stride={s}, padding={demo.padding}, "
+        f"output_padding={demo.output_padding}, method='direct')",
+        fontsize=11,
+    )
+    bottom.suptitle(
+        f"polyphase: {s * s} stride-1 convolutions in low-resolution space, then the periodic "
+        f"shuffle\npw = polyphase_weight(kernel[::-1, ::-1], {s}, {demo.padding}, "
+        f"{demo.output_padding}): the sub-kernels as phase kernels, conv2d padding "
+        f"{demo.phase_padding}, crop {demo.crop}",
+        fontsize=11,
+    )
+    panels: list[Tuple[Axes, CellLabels]] = []
+
+    def panel(ax: Axes, a: Array, title: str, period: int = 1) -> None:
+        ax.imshow(a, cmap=CMAP, norm=norm, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if max(a.shape) <= MAX_GRID_LINES * period:  # more lines would only grey the panel
+            for k in range(period, a.shape[0], period):
+                ax.axhline(k - 0.5, color="0.3", linewidth=1.0)
+            for k in range(period, a.shape[1], period):
+                ax.axvline(k - 0.5, color="0.3", linewidth=1.0)
+        panels.append((ax, _cell_labels(a, limit)))
+
+    def columns(parent: SubFigure, widths: Sequence[Tuple[int, str]]) -> list[SubFigure]:
+        """Side-by-side subfigures, as wide as their cells or their title (in typical cells)."""
+        ratios = [max([cells] + [len(line) / TITLE_CHARS_PER_CELL for line in title.split("\n")])
+                  for cells, title in widths]
+        grid = parent.add_gridspec(1, len(ratios), width_ratios=ratios, wspace=0.0)
+        return [parent.add_subfigure(grid[0, i]) for i in range(len(ratios))]
+
+    def operator(cell: SubFigure, symbol: str, size: float = 24) -> None:
+        cell.text(0.5, 0.5, symbol, fontsize=size, ha="center", va="center")
+
+    image_title = f"image ({_shape(demo.image)})"
+    zero_title = f"zero_insert(image, {s}) ({_shape(demo.zero_inserted)})"
+    kernel_title = f"kernel ({_shape(demo.kernel)})"
+    direct_title = f"direct result ({_shape(demo.direct)})"
+    cols = columns(top, [
+        (demo.image.shape[1], image_title), (1, ""), (demo.zero_inserted.shape[1], zero_title),
+        (1, ""), (demo.kernel.shape[1], kernel_title), (1, ""), (demo.direct.shape[1], direct_title),
+    ])
+    panel(cols[0].add_subplot(), demo.image, image_title)
+    operator(cols[1], "→")
+    panel(cols[2].add_subplot(), demo.zero_inserted, zero_title, s)
+    operator(cols[3], "⋆", 40)
+    panel(cols[4].add_subplot(), demo.kernel, kernel_title)
+    operator(cols[5], "=")
+    panel(cols[6].add_subplot(), demo.direct, direct_title, s)
+
+    sub_title = f"sub-kernels (a, b)\nsplit_kernel(kernel, {s})[a*{s}+b]"
+    phase_title = f"phases (a, b)\nconv2d(image, pw.weight[a*{s}+b])"
+    shuffled_title = f"pixel_shuffle(phases, {s}) ({_shape(demo.shuffled)})"
+    # Both s x s groups as wide as the phases (their "(a, b)" titles need about 2 cells each).
+    group_width = s * max(demo.phases.shape[2], demo.subkernels.shape[2], 2)
+    cols = columns(bottom, [(group_width, sub_title), (1, ""), (group_width, phase_title), (1, ""),
+                            (demo.shuffled.shape[1], shuffled_title)])
+    for group, stack, title in ((cols[0], demo.subkernels, sub_title),
+                                (cols[2], demo.phases, phase_title)):
+        group.suptitle(title, fontsize=10)
+        axes = group.subplots(s, s, squeeze=False)
+        for p, a in enumerate(stack):
+            panel(axes[p // s, p % s], a, f"({p // s}, {p % s})")
+    operator(cols[1], "→")
+    operator(cols[3], "→")
+    shuffled = cols[4].add_subplot()
+    panel(shuffled, demo.shuffled, shuffled_title, s)
+    caption = f"each {s}x{s} block: cell (a, b) from phase (a, b)"
+    (top_crop, bottom_crop), (left_crop, right_crop) = demo.crop
+    if top_crop or bottom_crop or left_crop or right_crop:
+        height, width = demo.polyphase.shape
+        shuffled.add_patch(Rectangle((left_crop - 0.5, top_crop - 0.5), width, height,
+                                     fill=False, edgecolor="black", linewidth=3.0))
+        caption += f"\nframed: the {height}x{width} result = direct"
+    shuffled.set_xlabel(caption, fontsize=10)
+
+    fig.canvas.draw()  # fixes the layout: the cells' sizes in pixels are known from here on
+    size = min(_cell_font_size(ax, labels) for ax, labels in panels)
+    if size >= MIN_CELL_FONT:
+        for ax, labels in panels:
+            _annotate(ax, labels, size)
+    fig.savefig(path, dpi=FIGURE_DPI)
+
+
+def _cell_font_size(ax: Axes, labels: CellLabels) -> float:
+    """The largest font (points) whose widest label fills at most 80% of a cell's width and
+    whose digits at most 35% of its height."""
+    box = ax.get_window_extent()
+    cell = min(box.width / len(labels[0]), box.height / len(labels))  # pixels
+    widest = max((text for row in labels for text, _ in row), key=len)
+    probe = ax.text(0, 0, widest, fontsize=MAX_CELL_FONT)
+    width = probe.get_window_extent().width  # pixels at MAX_CELL_FONT
+    probe.remove()
+    return float(min(MAX_CELL_FONT * 0.8 * cell / width, 72.0 / FIGURE_DPI * 0.35 * cell))
+
+
+def _annotate(ax: Axes, labels: CellLabels, size: float) -> None:
+    for i, row in enumerate(labels):
+        for j, (text, color) in enumerate(row):
+            ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color)
+
+
+def _cell_labels(a: Array, limit: float) -> CellLabels:
+    """(text, colour) per cell: exact zeros (inserted, padding) as a grey "0", the rest to
+    PRECISION decimals, white on the dark ends of the colour scale."""
+    return [
+        [("0", "0.55") if v == 0 else (f"{v:.{PRECISION}f}", "white" if abs(v) > 0.6 * limit else "black")
+         for v in row]
+        for row in a.tolist()
+    ]
+
+
 def _run_demo(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401 -- checked before the demo runs, used by plot_demo
+        except ImportError as error:
+            print(
+                f"{PROG} demo: error: --plot needs matplotlib, which cannot be imported ({error}); "
+                f"install it with: {PLOT_INSTALL}",
+                file=sys.stderr,
+            )
+            return 2
     demo = compute_demo(args.size, args.kernel, args.stride, args.seed, args.dtype)
+    if args.plot is not None:
+        try:
+            plot_demo(demo, args.plot)
+        except (OSError, ValueError) as error:  # unwritable path, unknown image format
+            print(f"{PROG} demo: error: cannot write {args.plot}: {error}", file=sys.stderr)
+            return 2
+        print(f"figure written to {args.plot}", file=sys.stderr)
     print_demo(demo)
     return 0 if agrees(demo) else 1
 
@@ -290,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seed of the random image and kernel (default: 0)")
     demo.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                       help="dtype of the image and kernel (default: float64)")
+    demo.add_argument("--plot", metavar="PATH",
+                      help="also draw every step as annotated heatmaps into one image file "
+                      "(format from the suffix, e.g. demo.png); needs matplotlib")
 
     # The benchmark's own options are parsed by _bench (imported only when it runs).
     commands.add_parser(

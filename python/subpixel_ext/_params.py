@@ -83,7 +83,10 @@ def num_threads(value: Any) -> int:
 def as_array(value: Any, name: str) -> np.ndarray:
     """numpy.asarray with the dtype families this package refuses turned into TypeError."""
     try:
-        arr = np.asarray(value)
+        if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
+            arr = np.from_dlpack(value)  # DLPack-only producers; numpy.asarray ignores __dlpack__
+        else:
+            arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} could not be converted to an array: {exc}") from None
     if arr.dtype.kind not in "biuf":
