@@ -303,16 +303,17 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
           const int64_t co = tile * tile_ch + lane;
           *bias++ = co < channels ? bias_at(blk, co) : T(0);
         }
-        // rowvec panel: [c][tap][lane]; chanvec panel: [tap][c][lane].
-        for (int64_t outer = 0; outer < (chanvec ? ntaps : cg_in); ++outer)
-          for (int64_t inner = 0; inner < (chanvec ? cg_in : ntaps); ++inner) {
-            const int64_t c = chanvec ? inner : outer;
-            const Tap& t = taps[static_cast<size_t>(chanvec ? outer : inner)];
-            for (int64_t lane = 0; lane < tile_ch; ++lane) {
-              const int64_t co = tile * tile_ch + lane;
-              *w++ = co < channels ? weight_at(blk, co, c, t) : T(0);
+        // rowvec panel: [c][tap][lane]; chanvec panel: [tap][c][lane]. Filled in the
+        // weights' own order (a channel pair's taps are adjacent in memory), not the panel's.
+        for (int64_t c = 0; c < cg_in; ++c)
+          for (int64_t lane = 0; lane < tile_ch; ++lane) {
+            const int64_t co = tile * tile_ch + lane;
+            for (int64_t t = 0; t < ntaps; ++t) {
+              const int64_t at = (chanvec ? t * cg_in + c : c * ntaps + t) * tile_ch + lane;
+              w[at] = co < channels ? weight_at(blk, co, c, taps[static_cast<size_t>(t)]) : T(0);
             }
           }
+        w += cg_in * ntaps * tile_ch;
       }
     }
     region_barrier();
