@@ -5,6 +5,7 @@ The goal lines it prints are informational and never asserted here.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -57,6 +58,22 @@ def test_bench_json_structure_and_positive_times(tmp_path: Path) -> None:
                 assert variant["median_s"] >= contender["median_s"]
     assert shuffle["contenders"][0]["fraction"] > 0  # of memcpy's bandwidth
     assert {g["passed"] for g in report["summary"]["goals"]} <= {True, False, None}
+
+
+def test_bench_replots_its_json(tmp_path: Path) -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        import pytest
+
+        pytest.skip("matplotlib is not installed")
+    run_bench(tmp_path)
+    figure = tmp_path / "bench.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "subpixel_ext", "bench", "--replot", str(tmp_path / "bench.json"),
+         str(tmp_path / "bench.json"), "--plot", str(figure)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_rejects_unknown_workload() -> None:

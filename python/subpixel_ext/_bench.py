@@ -763,6 +763,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads-file", default=None,
                         help="a workloads JSON in the shared schema instead of the built-in standard set")
     parser.add_argument("--json", default=None, metavar="FILE", help="write every number to FILE")
+    parser.add_argument("--plot", default=None, metavar="FILE",
+                        help="draw ours vs the peers per workload into FILE (needs matplotlib)")
+    parser.add_argument("--replot", nargs="+", default=None, metavar="JSON",
+                        help="with --plot: draw these --json reports instead of measuring")
 
 
 def _import_peers(threads: int) -> Tuple[Dict[str, Any], List[str]]:
@@ -838,8 +842,79 @@ def run_workload(w: Workload, args: argparse.Namespace, peers: Dict[str, Any], p
     return Result(w, best_rows(timings), notes, peaks)
 
 
+def plot_reports(reports: Sequence[Dict[str, Any]], path: str) -> None:
+    """Per workload, each contender's speed relative to the fastest peer (one panel per report)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7 * len(reports), 7), dpi=100, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(reports), squeeze=False)[0]
+    for ax, report in zip(axes, reports):
+        workloads = [w for w in report["workloads"] if w["fastest_peer"] is not None]
+        names = sorted({c["name"] for w in workloads for c in w["contenders"] if c["family"] != "reference"})
+        names.sort(key=lambda n: (not n.startswith("ours"), n))
+        height = 0.8 / max(1, len(names))
+        for k, name in enumerate(names):
+            speeds = []
+            for w in workloads:
+                c = next((c for c in w["contenders"] if c["name"] == name), None)
+                speeds.append(np.nan if c is None else c["ratio_fastest_peer_over_this"] or np.nan)
+            ys = np.arange(len(workloads)) + k * height
+            ax.barh(ys, speeds, height=height, label=name)
+        ax.set_yticks(np.arange(len(workloads)) + 0.4 - height / 2, [w["name"] for w in workloads])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_xlabel("speed relative to the fastest peer (fastest peer time / time; > 1 is faster)")
+        summary = report["summary"]
+        ax.set_title(
+            f"{report['threads']} thread(s), float32: "
+            + (
+                "no peer measured (run with --compare)" if summary["geomean_ratio"] is None
+                else f"geomean ratio of ours {summary['geomean_ratio']:.2f}, min {summary['min_ratio']:.2f}"
+            )
+        )
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize="small")
+    fig.suptitle(f"subpixel_ext vs PyTorch and ONNX Runtime ({reports[0]['machine'].get('cpu_model') or 'CPU'})")
+    canvas.print_figure(path)
+
+
+def _plot_or_explain(reports: Sequence[Dict[str, Any]], path: str) -> int:
+    try:
+        plot_reports(reports, path)
+    except ImportError as e:
+        print(f"bench: --plot needs matplotlib ({e}); install it with: pip install matplotlib", file=sys.stderr)
+        return 2
+    print(f"figure written to {path}", file=sys.stderr)
+    return 0
+
+
+def _progress(workloads: Sequence[Workload]) -> Iterator[Workload]:
+    """A progress bar over the workloads when tqdm is installed, else plain progress lines."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield from workloads
+        return
+    with tqdm(workloads, desc="bench", unit="workload", file=sys.stderr) as bar:
+        for w in bar:
+            bar.set_postfix_str(w.name)
+            yield w
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 whatever the goals say, 2 on a bad workload selection."""
+    if args.replot:
+        if args.plot is None:
+            print("bench: --replot needs --plot FILE", file=sys.stderr)
+            return 2
+        reports = []
+        for name in args.replot:
+            with open(name, encoding="utf-8") as f:
+                reports.append(json.load(f))
+        return _plot_or_explain(reports, args.plot)
     try:
         workloads = _select(args)
     except (ValueError, OSError, KeyError) as e:
@@ -861,7 +936,7 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if "torch" in peers:
             stack.enter_context(peers["torch"].inference_mode())
-        for i, w in enumerate(workloads, 1):
+        for i, w in enumerate(_progress(workloads), 1):
             start = time.perf_counter()
             res = run_workload(w, args, peers, peaks)
             results.append(res)
@@ -874,23 +949,25 @@ def run(args: argparse.Namespace) -> int:
             )
     goal_list = goals(results)
     print("\n\n".join([format_table(r) for r in results] + [format_summary(results, goal_list)]))
+    found = ratios(results)
+    report = {
+        "machine": machine_info(peers, start_load),
+        "threads": args.threads,
+        "repeats": _repeats(args),
+        "pause_before_sample_s": _settle(args),
+        "peaks_gflops": {"simd_active": peaks.simd, "active": peaks.active, "avx2": peaks.avx2},
+        "peer_notes": peer_notes,
+        "workloads": [r.to_json() for r in results],
+        "summary": {
+            "ratios": found,
+            "geomean_ratio": geomean(list(found.values())) if found else None,
+            "min_ratio": min(found.values()) if found else None,
+            "goals": [{"passed": g.passed, "text": g.text} for g in goal_list],
+        },
+    }
     if args.json is not None:
-        found = ratios(results)
-        report = {
-            "machine": machine_info(peers, start_load),
-            "threads": args.threads,
-            "repeats": _repeats(args),
-            "pause_before_sample_s": _settle(args),
-            "peaks_gflops": {"simd_active": peaks.simd, "active": peaks.active, "avx2": peaks.avx2},
-            "peer_notes": peer_notes,
-            "workloads": [r.to_json() for r in results],
-            "summary": {
-                "ratios": found,
-                "geomean_ratio": geomean(list(found.values())) if found else None,
-                "min_ratio": min(found.values()) if found else None,
-                "goals": [{"passed": g.passed, "text": g.text} for g in goal_list],
-            },
-        }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
+    if args.plot is not None:
+        return _plot_or_explain([report], args.plot)
     return 0
