@@ -227,15 +227,20 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
     contiguous[b] = unit_steps(blk.out_offsets);
     max_cols = std::max(max_cols, ph.cols);
   }
-  // Tasks: one output row of one unit of one image.
+  macs = checked_mul(macs, p.batch, "work");
+  const int nt = macs < kSerialMacs ? 1 : threads;
+  // Tasks: a run of up to `task_rows` output rows of one unit of one image. Several rows per
+  // task reuse each weight panel (which may not fit L1) over more pixels; about 16 tasks per
+  // thread keep the static split balanced. Results do not depend on the split.
+  int64_t all_rows = 0;
+  for (size_t u = 0; u < units.blocks.size(); ++u) all_rows += p.phases[p.blocks[units.blocks[u][0]].phase].rows;
+  const int64_t task_rows = std::max<int64_t>(1, p.batch * all_rows / (16 * static_cast<int64_t>(nt)));
   std::vector<int64_t> first_task(units.blocks.size() + 1, 0);
   for (size_t u = 0; u < units.blocks.size(); ++u)
-    first_task[u + 1] = first_task[u] + p.phases[p.blocks[units.blocks[u][0]].phase].rows;
-  const int64_t rows_per_image = first_task.back();
-  const int64_t tasks = checked_mul(p.batch, rows_per_image, "work");
-  macs = checked_mul(macs, p.batch, "work");
+    first_task[u + 1] = first_task[u] + ceil_div(p.phases[p.blocks[units.blocks[u][0]].phase].rows, task_rows);
+  const int64_t tasks_per_image = first_task.back();
+  const int64_t tasks = checked_mul(p.batch, tasks_per_image, "work");
 
-  const int nt = macs < kSerialMacs ? 1 : threads;
   // Row buffers of buffered units, per thread: MR channels x S phases x (cols + a tile).
   const int64_t buffer_row = max_cols + static_cast<int64_t>(nr);
   const int64_t buffer_len = chanvec ? 0 : static_cast<int64_t>(mr) * units.max_siblings * buffer_row;
@@ -325,79 +330,82 @@ void run_conv(const ConvProblem& p, const T* x, T* y, const WeightAt& weight_at,
     for (size_t i = 0; i < mr; ++i) buffer_offsets[i] = static_cast<ptrdiff_t>(i * units.max_siblings * buffer_row);
     split_range(tasks, tid, count, &begin, &end);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / rows_per_image, in_image = task % rows_per_image;
+      const int64_t n = task / tasks_per_image, in_image = task % tasks_per_image;
       const size_t u = static_cast<size_t>(std::upper_bound(first_task.begin(), first_task.end(), in_image) -
                                            first_task.begin() - 1);
-      const int64_t i = in_image - first_task[u];
       const bool buffered = units.buffered[u] != 0;
       const int64_t siblings = static_cast<int64_t>(units.blocks[u].size());
       const size_t b0 = units.blocks[u][0];
+      const int64_t i0 = (in_image - first_task[u]) * task_rows;
+      const int64_t i1 = std::min(i0 + task_rows, p.phases[p.blocks[b0].phase].rows);
       const int64_t channels = static_cast<int64_t>(p.blocks[b0].out_offsets.size());
       const int64_t tiles = tiles_start[b0 + 1] - tiles_start[b0];
       for (int64_t tile = 0; tile < tiles; ++tile) {
         const int64_t valid_ch = std::min<int64_t>(tile_ch, channels - tile * tile_ch);
-        for (int64_t sib = 0; sib < siblings; ++sib) {
-          const size_t b = units.blocks[u][static_cast<size_t>(sib)];
-          const Block& blk = p.blocks[b];
-          const Phase& ph = p.phases[blk.phase];
-          const T* w = packed_w.get() + weights_start[b];
-          const T* bias = packed_b.get() + tiles_start[b] * tile_ch + tile * tile_ch;
-          const ptrdiff_t* ooff = out_offsets[b].data() + tile * tile_ch;
-          const ptrdiff_t y_pixel_stride = static_cast<ptrdiff_t>(ph.out_col_step * p.y.w);
-          T* y_row = y + n * p.y.n + (ph.out_row0 + i * ph.out_row_step) * p.y.h + ph.out_col0 * p.y.w;
-          if (chanvec) {
-            ChanvecArgs<T> a;
-            a.taps = ph.taps.size();
-            a.channels = static_cast<size_t>(cg_in);
-            a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride_w * p.in_channels);
-            a.tap_offsets = offsets[blk.phase].data();
-            a.y_channels_contiguous = contiguous[b] != 0;
-            a.y_pixel_stride = y_pixel_stride;
-            a.nr_valid = static_cast<size_t>(valid_ch);
-            a.w = w + tile * static_cast<int64_t>(a.taps) * cg_in * tile_ch;
-            a.bias = bias;
-            a.y_channel_offsets = ooff;
-            const T* x_row = frame.get() + (n * f.rows + i * p.stride_h) * row_len + blk.group * cg_in;
-            for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(mr)) {
-              a.mr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(mr), ph.cols - j0));
-              a.x = x_row + j0 * p.stride_w * p.in_channels;
-              a.y = y_row + j0 * y_pixel_stride;
-              ck.chanvec(a);
+        for (int64_t i = i0; i < i1; ++i) {
+          for (int64_t sib = 0; sib < siblings; ++sib) {
+            const size_t b = units.blocks[u][static_cast<size_t>(sib)];
+            const Block& blk = p.blocks[b];
+            const Phase& ph = p.phases[blk.phase];
+            const T* w = packed_w.get() + weights_start[b];
+            const T* bias = packed_b.get() + tiles_start[b] * tile_ch + tile * tile_ch;
+            const ptrdiff_t* ooff = out_offsets[b].data() + tile * tile_ch;
+            const ptrdiff_t y_pixel_stride = static_cast<ptrdiff_t>(ph.out_col_step * p.y.w);
+            T* y_row = y + n * p.y.n + (ph.out_row0 + i * ph.out_row_step) * p.y.h + ph.out_col0 * p.y.w;
+            if (chanvec) {
+              ChanvecArgs<T> a;
+              a.taps = ph.taps.size();
+              a.channels = static_cast<size_t>(cg_in);
+              a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride_w * p.in_channels);
+              a.tap_offsets = offsets[blk.phase].data();
+              a.y_channels_contiguous = contiguous[b] != 0;
+              a.y_pixel_stride = y_pixel_stride;
+              a.nr_valid = static_cast<size_t>(valid_ch);
+              a.w = w + tile * static_cast<int64_t>(a.taps) * cg_in * tile_ch;
+              a.bias = bias;
+              a.y_channel_offsets = ooff;
+              const T* x_row = frame.get() + (n * f.rows + i * p.stride_h) * row_len + blk.group * cg_in;
+              for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(mr)) {
+                a.mr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(mr), ph.cols - j0));
+                a.x = x_row + j0 * p.stride_w * p.in_channels;
+                a.y = y_row + j0 * y_pixel_stride;
+                ck.chanvec(a);
+              }
+              continue;
             }
-            continue;
+            RowvecArgs<T> a;
+            a.k = offsets[blk.phase].size();
+            a.x_offsets = offsets[blk.phase].data();
+            a.mr_valid = static_cast<size_t>(valid_ch);
+            a.w = w + tile * static_cast<int64_t>(a.k) * tile_ch;
+            a.bias = bias;
+            // Buffered: sibling `sib` fills its own contiguous row per channel.
+            a.y_channel_offsets = buffered ? buffer_offsets.data() : ooff;
+            a.y_pixel_stride = buffered ? 1 : y_pixel_stride;
+            T* y_base = buffered ? buffer + sib * buffer_row : y_row;
+            const T* x_row = frame.get() + (n * p.in_channels + blk.group * cg_in) * plane + i * p.stride_h * row_len;
+            for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(nr)) {
+              a.nr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(nr), ph.cols - j0));
+              a.x = x_row + j0;
+              a.y = y_base + j0 * a.y_pixel_stride;
+              rowvec(a);
+            }
           }
-          RowvecArgs<T> a;
-          a.k = offsets[blk.phase].size();
-          a.x_offsets = offsets[blk.phase].data();
-          a.mr_valid = static_cast<size_t>(valid_ch);
-          a.w = w + tile * static_cast<int64_t>(a.k) * tile_ch;
-          a.bias = bias;
-          // Buffered: sibling `sib` fills its own contiguous row per channel.
-          a.y_channel_offsets = buffered ? buffer_offsets.data() : ooff;
-          a.y_pixel_stride = buffered ? 1 : y_pixel_stride;
-          T* y_base = buffered ? buffer + sib * buffer_row : y_row;
-          const T* x_row = frame.get() + (n * p.in_channels + blk.group * cg_in) * plane + i * p.stride_h * row_len;
-          for (int64_t j0 = 0; j0 < ph.cols; j0 += static_cast<int64_t>(nr)) {
-            a.nr_valid = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(nr), ph.cols - j0));
-            a.x = x_row + j0;
-            a.y = y_base + j0 * a.y_pixel_stride;
-            rowvec(a);
+          if (!buffered) continue;
+          // Interleave the siblings' rows into the output rows of the tile's channels.
+          const Phase& ph0 = p.phases[p.blocks[b0].phase];
+          const int64_t full = p.phases[p.blocks[units.blocks[u].back()].phase].cols;  // groups with every sibling
+          const ptrdiff_t* ooff = out_offsets[b0].data() + tile * tile_ch;
+          for (int64_t c = 0; c < valid_ch; ++c) {
+            T* out = y + n * p.y.n + (ph0.out_row0 + i * ph0.out_row_step) * p.y.h + ooff[c];
+            for (int64_t sib = 0; sib < siblings; ++sib)
+              sibling_rows[static_cast<size_t>(sib)] = buffer + buffer_offsets[static_cast<size_t>(c)] + sib * buffer_row;
+            interleave_rows(out, sibling_rows.data(), full, siblings, false);
+            // Columns of the last, partial group (phases with one more column than the last).
+            for (int64_t sib = 0; sib < siblings; ++sib)
+              if (p.phases[p.blocks[units.blocks[u][static_cast<size_t>(sib)]].phase].cols > full)
+                out[full * siblings + sib] = sibling_rows[static_cast<size_t>(sib)][full];
           }
-        }
-        if (!buffered) continue;
-        // Interleave the siblings' rows into the output rows of the tile's channels.
-        const Phase& ph0 = p.phases[p.blocks[b0].phase];
-        const int64_t full = p.phases[p.blocks[units.blocks[u].back()].phase].cols;  // groups with every sibling
-        const ptrdiff_t* ooff = out_offsets[b0].data() + tile * tile_ch;
-        for (int64_t c = 0; c < valid_ch; ++c) {
-          T* out = y + n * p.y.n + (ph0.out_row0 + i * ph0.out_row_step) * p.y.h + ooff[c];
-          for (int64_t sib = 0; sib < siblings; ++sib)
-            sibling_rows[static_cast<size_t>(sib)] = buffer + buffer_offsets[static_cast<size_t>(c)] + sib * buffer_row;
-          interleave_rows(out, sibling_rows.data(), full, siblings, false);
-          // Columns of the last, partial group (phases with one more column than the last).
-          for (int64_t sib = 0; sib < siblings; ++sib)
-            if (p.phases[p.blocks[units.blocks[u][static_cast<size_t>(sib)]].phase].cols > full)
-              out[full * siblings + sib] = sibling_rows[static_cast<size_t>(sib)][full];
         }
       }
     }
