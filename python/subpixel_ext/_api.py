@@ -154,6 +154,43 @@ def conv_transpose2d(
     return _planned_call("conv_transpose2d", (x, weight, bias), params, _plan_conv_transpose2d, out)
 
 
+@dataclass(frozen=True)
+class _ConvArgs:
+    """The arguments every convolution shares, checked."""
+
+    layout: str
+    threads: int
+    stride: Tuple[int, int]
+    dilation: Tuple[int, int]
+    shapes: _p.ConvShapes
+    groups: int
+    out_channels: int  # as the weight counts them (before any shuffle)
+    dtype: np.dtype
+
+    @property
+    def nhwc(self) -> bool:
+        return self.layout == "NHWC"
+
+
+def _conv_args(
+    arrays: Sequence[Optional[np.ndarray]],
+    stride: Any,
+    dilation: Any,
+    groups: Any,
+    layout: Any,
+    num_threads: Any,
+    transposed: bool,
+) -> _ConvArgs:
+    lay = _p.choice(layout, "layout", _p.LAYOUTS)
+    threads = _p.num_threads(num_threads)
+    xa, wa, ba = arrays
+    assert xa is not None and wa is not None
+    s = _p.positive_pair(stride, "stride")
+    d = _p.positive_pair(dilation, "dilation")
+    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=transposed)
+    return _ConvArgs(lay, threads, s, d, shapes, g, c_out, _p.result_dtype(xa, wa, ba))
+
+
 def _plan_conv_transpose2d(
     arrays: Sequence[Optional[np.ndarray]],
     stride: Any,
@@ -166,32 +203,21 @@ def _plan_conv_transpose2d(
     method: Any,
     num_threads: Any,
 ) -> _ConvPlan:
-    lay = _p.choice(layout, "layout", _p.LAYOUTS)
     meth = _p.choice(method, "method", _p.METHODS)
-    threads = _p.num_threads(num_threads)
-    xa, wa, ba = arrays
-    assert xa is not None and wa is not None
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=True)
+    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=True)
     geo = _p.transposed_geometry(
-        shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
+        c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding, output_padding, output_size
     )
     native = _core.ConvCall(
-        "conv_transpose2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
+        "conv_transpose2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads,
         method="polyphase" if meth == "auto" else meth,
     )
 
     def fixup(x4: np.ndarray, w: np.ndarray, y4: np.ndarray, rerun: Callable[[np.ndarray], bool]) -> None:
-        _add_nonfinite_terms(x4, w, y4, rerun, s, d, geo.pad_begin, g, lay == "NHWC")
+        _add_nonfinite_terms(x4, w, y4, rerun, c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc)
 
-    return _ConvPlan(
-        native,
-        _p.output_shape(shapes, c_out, geo.out_hw, lay),
-        _p.result_dtype(xa, wa, ba),
-        shapes.batched,
-        fixup,
-    )
+    shape = _p.output_shape(c.shapes, c.out_channels, geo.out_hw, c.layout)
+    return _ConvPlan(native, shape, c.dtype, c.shapes.batched, fixup)
 
 
 def _plan_conv2d(
@@ -203,20 +229,11 @@ def _plan_conv2d(
     layout: Any,
     num_threads: Any,
 ) -> _ConvPlan:
-    lay = _p.choice(layout, "layout", _p.LAYOUTS)
-    threads = _p.num_threads(num_threads)
-    xa, wa, ba = arrays
-    assert xa is not None and wa is not None
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
-    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-    return _ConvPlan(
-        _core.ConvCall("conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads),
-        _p.output_shape(shapes, c_out, geo.out_hw, lay),
-        _p.result_dtype(xa, wa, ba),
-        shapes.batched,
-    )
+    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=False)
+    geo = _p.conv_geometry(c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding)
+    native = _core.ConvCall("conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads)
+    shape = _p.output_shape(c.shapes, c.out_channels, geo.out_hw, c.layout)
+    return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
 
 
 def _plan_subpixel_conv2d(
@@ -230,31 +247,22 @@ def _plan_subpixel_conv2d(
     mode: Any,
     num_threads: Any,
 ) -> _ConvPlan:
-    lay = _p.choice(layout, "layout", _p.LAYOUTS)
     md = _p.choice(mode, "mode", _p.MODES)
-    threads = _p.num_threads(num_threads)
-    xa, wa, ba = arrays
-    assert xa is not None and wa is not None
     r = _p.positive_pair(upscale_factor, "upscale_factor")
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_conv = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=False)
-    if c_conv % (r[0] * r[1]):
+    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=False)
+    if c.out_channels % (r[0] * r[1]):
         raise ValueError(
-            f"weight has {c_conv} output channels, not divisible by upscale_factor**2 = "
+            f"weight has {c.out_channels} output channels, not divisible by upscale_factor**2 = "
             f"{r[0] * r[1]}"
         )
-    geo = _p.conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
-    return _ConvPlan(
-        _core.ConvCall(
-            "subpixel_conv2d", s, d, geo.pad_begin, g, lay == "NHWC", threads,
-            factor=r, dcr=md == "DCR",
-        ),
-        _p.output_shape(shapes, c_conv // (r[0] * r[1]), out_hw, lay),
-        _p.result_dtype(xa, wa, ba),
-        shapes.batched,
+    geo = _p.conv_geometry(c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding)
+    native = _core.ConvCall(
+        "subpixel_conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads,
+        factor=r, dcr=md == "DCR",
     )
+    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
+    shape = _p.output_shape(c.shapes, c.out_channels // (r[0] * r[1]), out_hw, c.layout)
+    return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
 
 
 def _add_nonfinite_terms(

@@ -125,8 +125,8 @@ def check_out(
     out: Any, shape: Tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]
 ) -> np.ndarray:
     """Validate a user-supplied output array, or allocate one."""
-    checked_elements(shape, dtype.itemsize, "the result")
     if out is None:
+        checked_elements(shape, dtype.itemsize, "the result")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
@@ -134,9 +134,10 @@ def check_out(
         raise ValueError(f"out must have shape {tuple(shape)}, got {out.shape}")
     if out.dtype != dtype:
         raise ValueError(f"out must have dtype {dtype}, got {out.dtype}")
-    if not out.flags.c_contiguous or not out.dtype.isnative:
+    flags = out.flags
+    if not flags.c_contiguous or not out.dtype.isnative:
         raise ValueError("out must be C-contiguous and native-endian")
-    if not out.flags.writeable:
+    if not flags.writeable:
         raise ValueError("out is read-only")
     for arr in inputs:
         if np.may_share_memory(out, arr):
