@@ -414,6 +414,7 @@ def _shuffle(
     r = _p.positive_pair(factor, name)
     shape, batch, c, h, w = _p.shuffle_shapes(xa, r, layout, inverse, name)
     dtype = _p.result_dtype(xa)
+    _p.checked_elements(shape, dtype.itemsize, "the result")
     y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
         # The native side is described from the high-resolution tensor's point of view.
@@ -491,7 +492,9 @@ def zero_insert(
         raise ValueError(f"x must have at least 2 dimensions, got shape {xa.shape}")
     h, w = xa.shape[-2:]
     dtype = _p.result_dtype(xa)
-    y = _p.check_out(out, xa.shape[:-2] + (h * s[0], w * s[1]), dtype, [xa])
+    shape = xa.shape[:-2] + (h * s[0], w * s[1])
+    _p.checked_elements(shape, dtype.itemsize, "the result")
+    y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
         _core.zero_insert(
             _p.as_compute(xa, dtype).reshape(-1, h, w), y.reshape(-1, h * s[0], w * s[1]), s, threads

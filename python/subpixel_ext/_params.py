@@ -124,9 +124,8 @@ def checked_elements(shape: Sequence[int], itemsize: int, name: str) -> int:
 def check_out(
     out: Any, shape: Tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]
 ) -> np.ndarray:
-    """Validate a user-supplied output array, or allocate one."""
+    """Validate a user-supplied output array, or allocate one (sizes already checked)."""
     if out is None:
-        checked_elements(shape, dtype.itemsize, "the result")
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
