@@ -265,6 +265,7 @@ def _plan_subpixel_conv2d(
     return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
 
 
+@np.errstate(invalid="ignore", over="ignore")  # Inf*0 and Inf-Inf are the point here
 def _add_nonfinite_terms(
     x4: np.ndarray,
     w: np.ndarray,
@@ -283,21 +284,6 @@ def _add_nonfinite_terms(
     X = Xf + Xn and W = Wf + Wn (finite parts and non-finite entries), the native call gives
     Xf*Wf exactly; Xn*W and Xf*Wn are added here as sparse scatters (IEEE sums of infinities
     do not depend on the order)."""
-    with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 and Inf-Inf are the point here
-        _scatter_nonfinite(x4, w, y4, rerun, stride, dilation, crop, groups, nhwc)
-
-
-def _scatter_nonfinite(
-    x4: np.ndarray,
-    w: np.ndarray,
-    y4: np.ndarray,
-    rerun: Callable[[np.ndarray], bool],
-    stride: Tuple[int, int],
-    dilation: Tuple[int, int],
-    crop: Tuple[int, int],
-    groups: int,
-    nhwc: bool,
-) -> None:
     xs = x4.transpose(0, 3, 1, 2) if nhwc else x4  # (N, C_in, H, W) views
     ys = y4.transpose(0, 3, 1, 2) if nhwc else y4
     cg_in, cg_out = xs.shape[1] // groups, w.shape[1]
