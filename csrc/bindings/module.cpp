@@ -71,6 +71,14 @@ spx::ConvArgs conv_args(const py::array& x, const py::array& w, const py::object
   return a;
 }
 
+// Whether two arrays' byte ranges intersect (numpy.may_share_memory's bounds test).
+bool overlaps(const py::array& a, const py::array& b) {
+  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+  const char* a0 = static_cast<const char*>(a.data());
+  const char* b0 = static_cast<const char*>(b.data());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
 template <typename T>
 const T* data_of(const py::object& maybe) {
   return maybe.is_none() ? nullptr : static_cast<const T*>(maybe.cast<py::array>().data());
@@ -128,6 +136,8 @@ struct ConvCall {
     // Output channels as counted by the weight (before the shuffle for sub-pixel).
     const int64_t out_channels = kind == Kind::kTransposed ? w.shape(1) * groups : w.shape(0);
     const spx::ConvArgs a = conv_args(x, w, bias, y, stride, dilation, pad, groups, nhwc, threads, out_channels);
+    require(!overlaps(y, x) && !overlaps(y, w) && (bias.is_none() || !overlaps(y, bias.cast<py::array>())),
+            "out overlaps an input array");
     if (kind == Kind::kTransposed) {
       require(w.shape(0) == a.x.c && out_channels == a.y.c, "weight does not match the channels");
     } else {

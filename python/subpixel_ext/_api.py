@@ -24,15 +24,18 @@ class _ConvPlan:
     fixup: Optional[Callable[..., None]] = None
 
     def run(self, arrays: Sequence[Optional[np.ndarray]], out: Optional[np.ndarray]) -> np.ndarray:
+        x, weight, bias = arrays
+        assert x is not None and weight is not None
+        xc, wc = _p.as_compute(x, self.dtype), _p.as_compute(weight, self.dtype)
+        bc = None if bias is None else _p.as_compute(bias, self.dtype)
         if out is None:
             y = np.empty(self.shape, self.dtype)
         else:
-            y = _p.check_out(out, self.shape, self.dtype, [a for a in arrays if a is not None])
+            # The native call refuses an `out` overlapping the arrays it is given; an input
+            # that was converted (copied) is checked here against the caller's original.
+            copied = [a for a, c in ((x, xc), (weight, wc), (bias, bc)) if a is not None and a is not c]
+            y = _p.check_out(out, self.shape, self.dtype, copied)
         if y.size:
-            x, weight, bias = arrays
-            assert x is not None and weight is not None
-            xc, wc = _p.as_compute(x, self.dtype), _p.as_compute(weight, self.dtype)
-            bc = None if bias is None else _p.as_compute(bias, self.dtype)
             x4, y4 = (xc, y) if self.batched else (xc[None], y[None])
             if self.native(x4, wc, bc, y4) and self.fixup is not None:
                 self.fixup(x4, wc, y4, lambda x_again: self.native(x_again, wc, bc, y4))
