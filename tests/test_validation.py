@@ -449,3 +449,16 @@ def test_bad_out_for_data_movement(fn, x, arg) -> None:
     with pytest.raises(ValueError, match="out overlaps an input"):
         fn(x_view, arg, out=buf[x.size - 1 : x.size - 1 + np.prod(shape)].reshape(shape))
     np.testing.assert_array_equal(x_view, x)
+
+
+def test_out_overlapping_a_converted_input_is_refused() -> None:
+    # x is float32 but the call computes in float64 (weight is float64), so x is converted to a
+    # copy before the native call: the overlap must still be caught against the original.
+    buf = np.zeros(200)
+    x = buf[:8].view(np.float32).reshape(1, 1, 4, 4)
+    w = np.ones((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="overlaps"):
+        spx.conv_transpose2d(x, w, stride=2, out=buf[:100].reshape(1, 1, 10, 10))
+    assert not buf[:100].any(), "a refused call must not write out"
+    with pytest.raises(ValueError, match="overlaps"):
+        spx.conv2d(buf[:16].reshape(1, 1, 4, 4), w[:, :, :3, :3], out=buf[10:14].reshape(1, 1, 2, 2))
