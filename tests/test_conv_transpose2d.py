@@ -563,3 +563,32 @@ def test_repeated_calls_see_new_values_and_parameters(rng) -> None:
         w[:, :, 0, :] += 0.25
         b[...] = rng.uniform(-1, 1, b.shape)
         wc[0] = 0.0
+
+
+# Problems below this many multiply-adds run the polyphase method as a plain scatter
+# (csrc/ops/conv_ops.cpp, kScatterMacs), so most of the small cases above never reach the
+# per-phase engine. These cases are sized past it, to check the engine on the odd shapes.
+SCATTER_MACS = 4096
+ENGINE_CASES = [
+    # stride, kernel, dilation, padding, output_padding, groups
+    ((2, 2), (4, 4), (1, 1), 1, 0, 1),
+    ((3, 2), (2, 5), (1, 1), ((0, 2), (1, 0)), (1, 1), 1),
+    ((4, 4), (3, 3), (1, 1), 0, (3, 2), 2),  # kernel smaller than the stride: empty phases
+    ((2, 2), (3, 3), (2, 2), 1, 1, 1),  # gcd(dilation, stride) > 1: empty phases
+    ((3, 3), (7, 7), (2, 1), 3, 0, 2),
+    ((1, 3), (1, 4), (1, 3), ((2, 0), (0, 3)), (0, 2), 1),
+    ((2, 1), (5, 1), (1, 1), "same", 0, 1),
+    ((3, 4), (2, 6), (1, 2), "valid", 0, 2),
+]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("method", ["direct", "polyphase"])
+@pytest.mark.parametrize("stride, kernel, dilation, padding, output_padding, groups", ENGINE_CASES, ids=str)
+def test_engine_on_odd_shapes(rng, method, dtype, layout, stride, kernel, dilation, padding, output_padding,
+                              groups) -> None:
+    n, c_in, c_out, hw = 2, 6, 10, (5, 7)
+    assert n * c_in * hw[0] * hw[1] * (c_out // groups) * kernel[0] * kernel[1] > SCATTER_MACS
+    run(rng, method=method, n=n, c_in=c_in, c_out=c_out, hw=hw, kernel=kernel, groups=groups, layout=layout,
+        dtype=dtype, stride=stride, dilation=dilation, padding=padding, output_padding=output_padding)
