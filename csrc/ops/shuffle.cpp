@@ -37,12 +37,12 @@ void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
         continue;
       }
       const int64_t b = row / (H * a.rh);
+      const int64_t step = a.dcr ? 1 : r2;  // distance between consecutive c on the low side
       for (int64_t x = 0; x < W; ++x) {
         E* lo_px = lo + ((b * H + h) * W + x) * C * r2;
         for (int64_t j = 0; j < a.rw; ++j) {
           E* hi_px = hi + (row * W * a.rw + x * a.rw + j) * C;
           E* lo_c = lo_px + lo_channel(0, i, j);
-          const int64_t step = a.dcr ? 1 : r2;  // distance between consecutive c on the low side
           for (int64_t c = 0; c < C; ++c) {
             if (a.to_low)
               lo_c[c * step] = hi_px[c];
