@@ -16,6 +16,47 @@ enum { kRowvecMR = 4, kRowvecNV = 3, kChanvecMR = 6, kChanvecNV = 2 };
 #endif
 enum { kRowvec1NV = 4 };
 
+// Activations with a vector form, applied to the accumulators in registers. Returns false for
+// those applied per element after the tile is spilled (tanh, sigmoid). max/min take the
+// accumulator second so that NaN propagates (x86 max/min return the second operand then).
+template <class V, int N>
+bool activate_registers(typename V::vec* acc, const spx::Epilogue<typename V::scalar>& e) {
+  typedef typename V::vec Vec;
+  const Vec zero = V::splat(0);
+  switch (e.activation) {
+    case spx::Activation::kNone: return true;
+    case spx::Activation::kRelu:
+      SPX_UNROLL for (int i = 0; i < N; ++i) acc[i] = V::max(zero, acc[i]);
+      return true;
+    case spx::Activation::kRelu6: {
+      const Vec six = V::splat(6);
+      SPX_UNROLL for (int i = 0; i < N; ++i) acc[i] = V::min(six, V::max(zero, acc[i]));
+      return true;
+    }
+    case spx::Activation::kLeakyRelu: {
+      // max(0, a) + slope * min(0, a): one of the two terms is exactly zero.
+      const Vec slope = V::splat(e.negative_slope);
+      SPX_UNROLL for (int i = 0; i < N; ++i) acc[i] = V::fma(slope, V::min(zero, acc[i]), V::max(zero, acc[i]));
+      return true;
+    }
+    default: return false;
+  }
+}
+
+inline float tanh_of(float v) { return tanhf(v); }
+inline double tanh_of(double v) { return tanh(v); }
+inline float exp_of(float v) { return expf(v); }
+inline double exp_of(double v) { return exp(v); }
+
+template <typename T>
+void activate_elements(T* p, size_t n, spx::Activation activation) {
+  if (activation == spx::Activation::kTanh) {
+    for (size_t i = 0; i < n; ++i) p[i] = tanh_of(p[i]);
+  } else {
+    for (size_t i = 0; i < n; ++i) p[i] = T(1) / (T(1) + exp_of(-p[i]));
+  }
+}
+
 template <class V, int MR, int NV>
 void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
   typedef typename V::scalar T;
@@ -37,7 +78,8 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
     }
   }
   const size_t nr = static_cast<size_t>(NV * L);
-  if (a.y_pixel_stride == 1 && a.nr_valid == nr) {
+  const bool activated = activate_registers<V, MR * NV>(&acc[0][0], a.epilogue);
+  if (activated && a.y_pixel_stride == 1 && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
       T* yi = a.y + a.y_channel_offsets[i];
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
@@ -48,6 +90,7 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
   SPX_UNROLL for (int i = 0; i < MR; ++i) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
+  if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
   for (size_t i = 0; i < a.mr_valid; ++i) {
     T* yi = a.y + a.y_channel_offsets[i];
     for (size_t j = 0; j < a.nr_valid; ++j) yi[static_cast<ptrdiff_t>(j) * a.y_pixel_stride] = tile[i][j];
@@ -82,7 +125,8 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
     }
   }
   const size_t nr = static_cast<size_t>(NV * L);
-  if (a.y_channels_contiguous && a.nr_valid == nr) {
+  const bool activated = activate_registers<V, MR * NV>(&acc[0][0], a.epilogue);
+  if (activated && a.y_channels_contiguous && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
       T* yi = a.y + a.y_channel_offsets[0] + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
@@ -93,6 +137,7 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
   SPX_UNROLL for (int i = 0; i < MR; ++i) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
+  if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
   for (size_t i = 0; i < a.mr_valid; ++i) {
     T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
     for (size_t j = 0; j < a.nr_valid; ++j) yi[a.y_channel_offsets[j]] = tile[i][j];

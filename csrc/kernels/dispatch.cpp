@@ -1,5 +1,6 @@
 #include "dispatch.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -72,6 +73,7 @@ struct Selection {
   Selection() : table(nullptr), active(nullptr), understood(true) {
     const char* env = std::getenv("SUBPIXEL_EXT_SIMD");
     requested = env ? env : "";
+    for (char& c : requested) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     int cap = kLevelCount - 1;
     if (!requested.empty() && requested != "auto") {
       // Known names beyond what was compiled clamp to the best compiled level.

@@ -10,6 +10,15 @@
 
 namespace spx {
 
+// What a tile applies to its accumulators before storing them (after the bias).
+enum class Activation { kNone, kRelu, kRelu6, kLeakyRelu, kTanh, kSigmoid };
+
+template <typename T>
+struct Epilogue {
+  Activation activation;
+  T negative_slope;  // leaky_relu only
+};
+
 // Vectors along output pixels of one row (NCHW frame): an MR x NR tile of
 // (output channels) x (pixels), reduction over `k` steps of (input channel, tap).
 template <typename T>
@@ -24,6 +33,7 @@ struct RowvecArgs {
   T* y;                       // output pixel 0, before the channel offset
   const ptrdiff_t* y_channel_offsets;  // MR entries: where channel i's pixel 0 is, from y
   ptrdiff_t y_pixel_stride;
+  Epilogue<T> epilogue;
 };
 
 // Vectors along output channels (NHWC frame): an MR x NR tile of (pixels) x (output channels),
@@ -43,6 +53,7 @@ struct ChanvecArgs {
   const ptrdiff_t* y_channel_offsets;  // NR entries: where channel j of pixel 0 is, from y
   bool y_channels_contiguous;   // y_channel_offsets[j] == y_channel_offsets[0] + j
   ptrdiff_t y_pixel_stride;
+  Epilogue<T> epilogue;
 };
 
 template <typename T>

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <math.h>  // C functions only: nothing with external linkage is defined in an ISA unit
 
 #if defined(SPX_ISA_AVX512) || defined(SPX_ISA_AVX2) || defined(SPX_ISA_SSE2)
 #include <immintrin.h>
@@ -31,6 +32,8 @@ struct VecF32 {
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   static vec splat(float v) { return _mm512_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
+  static vec min(vec a, vec b) { return _mm512_min_ps(a, b); }
 };
 struct VecF64 {
   typedef double scalar;
@@ -40,6 +43,8 @@ struct VecF64 {
   static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
   static vec splat(double v) { return _mm512_set1_pd(v); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+  static vec max(vec a, vec b) { return _mm512_max_pd(a, b); }
+  static vec min(vec a, vec b) { return _mm512_min_pd(a, b); }
 };
 #elif defined(SPX_ISA_AVX2)
 struct VecF32 {
@@ -50,6 +55,8 @@ struct VecF32 {
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static vec splat(float v) { return _mm256_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
+  static vec min(vec a, vec b) { return _mm256_min_ps(a, b); }
 };
 struct VecF64 {
   typedef double scalar;
@@ -59,6 +66,8 @@ struct VecF64 {
   static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
   static vec splat(double v) { return _mm256_set1_pd(v); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
+  static vec max(vec a, vec b) { return _mm256_max_pd(a, b); }
+  static vec min(vec a, vec b) { return _mm256_min_pd(a, b); }
 };
 #elif defined(SPX_ISA_SSE2)
 // x86-64 baseline: no FMA instruction, so multiply then add.
@@ -70,6 +79,8 @@ struct VecF32 {
   static void store(float* p, vec v) { _mm_storeu_ps(p, v); }
   static vec splat(float v) { return _mm_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static vec max(vec a, vec b) { return _mm_max_ps(a, b); }
+  static vec min(vec a, vec b) { return _mm_min_ps(a, b); }
 };
 struct VecF64 {
   typedef double scalar;
@@ -79,6 +90,8 @@ struct VecF64 {
   static void store(double* p, vec v) { _mm_storeu_pd(p, v); }
   static vec splat(double v) { return _mm_set1_pd(v); }
   static vec fma(vec a, vec b, vec c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+  static vec max(vec a, vec b) { return _mm_max_pd(a, b); }
+  static vec min(vec a, vec b) { return _mm_min_pd(a, b); }
 };
 #elif defined(SPX_ISA_NEON)
 struct VecF32 {
@@ -89,6 +102,8 @@ struct VecF32 {
   static void store(float* p, vec v) { vst1q_f32(p, v); }
   static vec splat(float v) { return vdupq_n_f32(v); }
   static vec fma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
+  static vec max(vec a, vec b) { return vmaxq_f32(a, b); }
+  static vec min(vec a, vec b) { return vminq_f32(a, b); }
 };
 struct VecF64 {
   typedef double scalar;
@@ -98,6 +113,8 @@ struct VecF64 {
   static void store(double* p, vec v) { vst1q_f64(p, v); }
   static vec splat(double v) { return vdupq_n_f64(v); }
   static vec fma(vec a, vec b, vec c) { return vfmaq_f64(c, a, b); }
+  static vec max(vec a, vec b) { return vmaxq_f64(a, b); }
+  static vec min(vec a, vec b) { return vminq_f64(a, b); }
 };
 #else
 // Portable fallback for other architectures: small fixed arrays the compiler may vectorize.
@@ -124,6 +141,15 @@ struct VecScalar {
   static vec fma(vec a, vec b, vec c) {
     for (int i = 0; i < 4; ++i) c.v[i] += a.v[i] * b.v[i];
     return c;
+  }
+  // b when a and b are unordered, as the x86 instructions do (NaN in b propagates).
+  static vec max(vec a, vec b) {
+    for (int i = 0; i < 4; ++i) b.v[i] = a.v[i] > b.v[i] ? a.v[i] : b.v[i];
+    return b;
+  }
+  static vec min(vec a, vec b) {
+    for (int i = 0; i < 4; ++i) b.v[i] = a.v[i] < b.v[i] ? a.v[i] : b.v[i];
+    return b;
   }
 };
 typedef VecScalar<float> VecF32;

@@ -1,5 +1,5 @@
-// pixel_shuffle / pixel_unshuffle and zero insertion: pure data movement, generic over the
-// element size (a float32 moves as a uint32, a float64 as a uint64; bits are never changed).
+// pixel_shuffle / pixel_unshuffle and zero insertion in any rank: pure data movement,
+// generic over the element size (bits are copied, never converted).
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -14,35 +14,47 @@ namespace {
 // Below this many elements one thread moves the data faster than waking the pool.
 constexpr int64_t kSerialElements = int64_t(1) << 16;
 
+struct Bytes16 {
+  uint64_t lo, hi;
+};
+
+// Channel of the low-resolution side holding channel c's sub-pixel position `sub`.
+int64_t low_channel(const ShuffleArgs& a, int64_t c, int64_t sub) {
+  return a.dcr ? sub * a.channels + c : c * volume(a.factor) + sub;
+}
+
 template <typename E>
 void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
-  const int64_t r2 = a.rh * a.rw, C = a.channels, H = a.h, W = a.w;
+  const int64_t R = volume(a.factor), C = a.channels, W = a.low[2], rw = a.factor[2];
+  const int64_t hi_d = a.low[0] * a.factor[0], hi_h = a.low[1] * a.factor[1];
   // The native code is written from the shuffle's direction; unshuffle swaps the roles.
   E* hi = a.to_low ? const_cast<E*>(src) : dst;
   E* lo = a.to_low ? dst : const_cast<E*>(src);
-  // A "row" is one high-resolution row: (b, c, y) for NCHW, (b, y) for NHWC.
-  const int64_t rows = a.nhwc ? a.batch * H * a.rh : a.batch * C * H * a.rh;
-  const int threads = rows * W * a.rw * (a.nhwc ? C : 1) < kSerialElements ? 1 : a.threads;
-  auto lo_channel = [&](int64_t c, int64_t i, int64_t j) { return a.dcr ? (i * a.rw + j) * C + c : c * r2 + i * a.rw + j; };
+  // A "row" is one high-resolution row: (b, c, zd, zh) channels first, (b, zd, zh) channels last.
+  const int64_t rows = a.batch * (a.channels_last ? 1 : C) * hi_d * hi_h;
+  const int threads = rows * W * rw * (a.channels_last ? C : 1) < kSerialElements ? 1 : a.threads;
   parallel_region(threads, [&](int tid, int count) {
     int64_t begin, end;
     split_range(rows, tid, count, &begin, &end);
-    std::vector<E*> lo_rows(static_cast<size_t>(a.rw));
+    std::vector<E*> lo_rows(static_cast<size_t>(rw));
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t y = row % (H * a.rh), h = y / a.rh, i = y % a.rh;
-      if (!a.nhwc) {
-        const int64_t bc = row / (H * a.rh), b = bc / C, c = bc % C;
-        for (int64_t j = 0; j < a.rw; ++j) lo_rows[static_cast<size_t>(j)] = lo + ((b * C * r2 + lo_channel(c, i, j)) * H + h) * W;
-        interleave_rows(hi + row * W * a.rw, lo_rows.data(), W, a.rw, a.to_low);
+      const int64_t zh = row % hi_h, zd = (row / hi_h) % hi_d, outer = row / (hi_h * hi_d);
+      const int64_t d = zd / a.factor[0], h = zh / a.factor[1];
+      const int64_t sub0 = ((zd % a.factor[0]) * a.factor[1] + zh % a.factor[1]) * rw;  // sub-pixel of j = 0
+      const int64_t low_pixel = (d * a.low[1] + h) * W;
+      if (!a.channels_last) {
+        const int64_t b = outer / C, c = outer % C;
+        for (int64_t j = 0; j < rw; ++j)
+          lo_rows[size_t(j)] = lo + (b * C * R + low_channel(a, c, sub0 + j)) * volume(a.low) + low_pixel;
+        interleave_rows(hi + row * W * rw, lo_rows.data(), W, rw, a.to_low);
         continue;
       }
-      const int64_t b = row / (H * a.rh);
-      const int64_t step = a.dcr ? 1 : r2;  // distance between consecutive c on the low side
+      const int64_t step = a.dcr ? 1 : R;  // distance between consecutive c on the low side
       for (int64_t x = 0; x < W; ++x) {
-        E* lo_px = lo + ((b * H + h) * W + x) * C * r2;
-        for (int64_t j = 0; j < a.rw; ++j) {
-          E* hi_px = hi + (row * W * a.rw + x * a.rw + j) * C;
-          E* lo_c = lo_px + lo_channel(0, i, j);
+        E* lo_px = lo + (outer * volume(a.low) + low_pixel + x) * C * R;
+        for (int64_t j = 0; j < rw; ++j) {
+          E* hi_px = hi + (row * W * rw + x * rw + j) * C;
+          E* lo_c = lo_px + low_channel(a, 0, sub0 + j);
           for (int64_t c = 0; c < C; ++c) {
             if (a.to_low)
               lo_c[c * step] = hi_px[c];
@@ -56,9 +68,9 @@ void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
 }
 
 template <typename E>
-void zero_insert_rows(int64_t batch, int64_t h, int64_t w, int64_t sh, int64_t sw, const E* src, E* dst,
-                      int threads) {
-  const int64_t out_w = w * sw, rows = batch * h * sh;
+void zero_insert_rows(int64_t batch, const Extent& size, const Extent& s, const E* src, E* dst, int threads) {
+  const int64_t out_w = size[2] * s[2], out_h = size[1] * s[1], out_d = size[0] * s[0];
+  const int64_t rows = batch * out_d * out_h;
   if (rows * out_w < kSerialElements) threads = 1;
   parallel_region(threads, [&](int tid, int count) {
     int64_t begin, end;
@@ -66,28 +78,41 @@ void zero_insert_rows(int64_t batch, int64_t h, int64_t w, int64_t sh, int64_t s
     for (int64_t row = begin; row < end; ++row) {
       E* out = dst + row * out_w;
       std::memset(out, 0, sizeof(E) * static_cast<size_t>(out_w));
-      if (row % sh) continue;
-      const E* in = src + (row / sh) * w;  // (b*h*sh + i*sh) / sh = b*h + i
-      for (int64_t j = 0; j < w; ++j) out[j * sw] = in[j];
+      const int64_t zh = row % out_h, zd = (row / out_h) % out_d, b = row / (out_h * out_d);
+      if (zh % s[1] || zd % s[0]) continue;
+      const E* in = src + ((b * size[0] + zd / s[0]) * size[1] + zh / s[1]) * size[2];
+      for (int64_t j = 0; j < size[2]; ++j) out[j * s[2]] = in[j];
     }
   });
+}
+
+// Calls fn(E()) with an unsigned type of the element size.
+template <class Fn>
+void with_element(size_t size, Fn&& fn) {
+  switch (size) {
+    case 1: return fn(uint8_t());
+    case 2: return fn(uint16_t());
+    case 4: return fn(uint32_t());
+    case 8: return fn(uint64_t());
+    default: return fn(Bytes16());
+  }
 }
 
 }  // namespace
 
 void pixel_shuffle(const ShuffleArgs& a, const void* src, void* dst, size_t element_size) {
-  if (element_size == 8)
-    shuffle_rows(a, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst));
-  else
-    shuffle_rows(a, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst));
+  with_element(element_size, [&](auto tag) {
+    using E = decltype(tag);
+    shuffle_rows(a, static_cast<const E*>(src), static_cast<E*>(dst));
+  });
 }
 
-void zero_insert(int64_t batch, int64_t h, int64_t w, int64_t sh, int64_t sw, const void* src, void* dst,
+void zero_insert(int64_t batch, const Extent& size, const Extent& stride, const void* src, void* dst,
                  size_t element_size, int threads) {
-  if (element_size == 8)
-    zero_insert_rows(batch, h, w, sh, sw, static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), threads);
-  else
-    zero_insert_rows(batch, h, w, sh, sw, static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), threads);
+  with_element(element_size, [&](auto tag) {
+    using E = decltype(tag);
+    zero_insert_rows(batch, size, stride, static_cast<const E*>(src), static_cast<E*>(dst), threads);
+  });
 }
 
 }  // namespace spx

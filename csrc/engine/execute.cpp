@@ -1,0 +1,236 @@
+#include "execute.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "../kernels/dispatch.h"
+#include "../ops/interleave.h"
+#include "../ops/parallel.h"
+
+namespace spx {
+namespace {
+
+template <typename T>
+const ConvKernels<T>& kernels_for();
+template <>
+const ConvKernels<float>& kernels_for<float>() { return kernels().f32; }
+template <>
+const ConvKernels<double>& kernels_for<double>() { return kernels().f64; }
+
+// Input row (fd, fh) of the frame, or nullptr when that frame row is padding.
+template <typename T>
+const T* input_row(const ConvProblem& p, const T* x_image, int64_t frame_row) {
+  const InputFrame& f = p.frame;
+  const int64_t rd = frame_row / f.size[1] - f.pad[0], rh = frame_row % f.size[1] - f.pad[1];
+  if (rd < 0 || rh < 0 || rd % f.step[0] || rh % f.step[1] || rd / f.step[0] >= p.in[0] || rh / f.step[1] >= p.in[1])
+    return nullptr;
+  return x_image + (rd / f.step[0]) * p.x.spatial[0] + (rh / f.step[1]) * p.x.spatial[1];
+}
+
+// Frame rows [begin, end): a zero-padded (and zero-inserted) copy of the input in the
+// family's layout. Rows are (n, fd, fh) for chanvec and (n, c, fd, fh) for rowvec.
+template <typename T>
+void build_frame(const ConvPlan& plan, const T* x, T* frame, int64_t begin, int64_t end) {
+  const ConvProblem& p = plan.problem;
+  const FrameLayout& fl = plan.frame;
+  const InputFrame& f = p.frame;
+  const int64_t rows_per_plane = f.size[0] * f.size[1], xs = p.x.spatial[2];
+  // Input columns that land inside the frame (the frame may end before the input does).
+  const int64_t in_cols = f.size[2] > f.pad[2] ? std::min<int64_t>(p.in[2], (f.size[2] - f.pad[2] + f.step[2] - 1) / f.step[2]) : 0;
+  const bool chanvec = plan.family == Family::kChanvec;
+  for (int64_t r = begin; r < end; ++r) {
+    T* dst = frame + r * fl.row_len;
+    std::memset(dst, 0, sizeof(T) * static_cast<size_t>(fl.row_len));
+    const int64_t plane_index = r / rows_per_plane;
+    const T* image = chanvec ? x + plane_index * p.x.n
+                             : x + (plane_index / p.in_channels) * p.x.n + (plane_index % p.in_channels) * p.x.c;
+    const T* src = input_row(p, image, r % rows_per_plane);
+    if (!src) continue;
+    if (chanvec) {
+      T* d = dst + f.pad[2] * p.in_channels;
+      const int64_t d_step = f.step[2] * p.in_channels;
+      if (p.x.c == 1) {
+        for (int64_t j = 0; j < in_cols; ++j) std::memcpy(d + j * d_step, src + j * xs, sizeof(T) * size_t(p.in_channels));
+      } else {  // channel-major input: read each channel's row contiguously
+        for (int64_t c = 0; c < p.in_channels; ++c)
+          for (int64_t j = 0; j < in_cols; ++j) d[j * d_step + c] = src[c * p.x.c + j * xs];
+      }
+    } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
+      std::memcpy(dst + f.pad[2], src, sizeof(T) * static_cast<size_t>(in_cols));
+    } else {
+      for (int64_t j = 0; j < in_cols; ++j) {
+        const int64_t col = f.pad[2] + j * f.step[2];
+        dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = src[j * xs];
+      }
+    }
+  }
+}
+
+// Offsets of output row i of a phase: from y[n] and from the frame of image/plane 0.
+int64_t output_row(const ConvProblem& p, const Phase& ph, int64_t i) {
+  const int64_t id = i / ph.count[1], ih = i % ph.count[1];
+  return (ph.out_first[0] + id * ph.out_step[0]) * p.y.spatial[0] + (ph.out_first[1] + ih * ph.out_step[1]) * p.y.spatial[1] +
+         ph.out_first[2] * p.y.spatial[2];
+}
+int64_t frame_row(const ConvPlan& plan, const Phase& ph, int64_t i) {
+  const ConvProblem& p = plan.problem;
+  const int64_t id = i / ph.count[1], ih = i % ph.count[1];
+  return (id * p.stride[0] * p.frame.size[1] + ih * p.stride[1]) * plan.frame.row_len;
+}
+
+// Everything one thread's tasks share.
+template <typename T>
+struct TaskContext {
+  const ConvPlan& plan;
+  const PackedWeights<T>& packed;
+  const ConvKernels<T>& kernels;
+  const T* frame;
+  T* y;
+  Epilogue<T> epilogue;
+  T* buffer;                               // this thread's row buffers
+  std::vector<ptrdiff_t> buffer_offsets;   // per tile channel, into the buffer
+  std::vector<T*> sibling_rows;
+};
+
+// One output row of block b, channel tile `tile`, with the chanvec kernel.
+template <typename T>
+void chanvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t i) {
+  const ConvPlan& plan = cx.plan;
+  const ConvProblem& p = plan.problem;
+  const Block& blk = p.blocks[b];
+  const Phase& ph = p.phases[blk.phase];
+  const int64_t tile_ch = plan.pack.tile_channels, cg_in = p.in_channels_per_group();
+  const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
+  ChanvecArgs<T> a;
+  a.taps = ph.taps.size();
+  a.channels = static_cast<size_t>(cg_in);
+  a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride[2] * p.in_channels);
+  a.tap_offsets = plan.reduction_offsets[blk.phase].data();
+  a.y_channels_contiguous = plan.contiguous_channels[b] != 0;
+  a.y_pixel_stride = static_cast<ptrdiff_t>(ph.out_step[2] * p.y.spatial[2]);
+  a.nr_valid = static_cast<size_t>(std::min(tile_ch, channels - tile * tile_ch));
+  a.w = cx.packed.weights.data() + plan.pack.weights_first[b] + tile * static_cast<int64_t>(a.taps) * cg_in * tile_ch;
+  a.bias = cx.packed.bias.data() + (plan.pack.tiles_first[b] + tile) * tile_ch;
+  a.y_channel_offsets = plan.out_offsets[b].data() + tile * tile_ch;
+  a.epilogue = cx.epilogue;
+  const T* x_row = cx.frame + n * plan.frame.plane + frame_row(plan, ph, i) + blk.group * cg_in;
+  T* y_row = cx.y + n * p.y.n + output_row(p, ph, i);
+  const int64_t mr = static_cast<int64_t>(plan.mr);
+  for (int64_t j0 = 0; j0 < ph.cols(); j0 += mr) {
+    a.mr_valid = static_cast<size_t>(std::min(mr, ph.cols() - j0));
+    a.x = x_row + j0 * p.stride[2] * p.in_channels;
+    a.y = y_row + j0 * a.y_pixel_stride;
+    cx.kernels.chanvec(a);
+  }
+}
+
+// One output row of block b with a rowvec kernel, into y or (buffered) into sibling row `sib`.
+template <typename T>
+void rowvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t i, int64_t sib, bool buffered) {
+  const ConvPlan& plan = cx.plan;
+  const ConvProblem& p = plan.problem;
+  const Block& blk = p.blocks[b];
+  const Phase& ph = p.phases[blk.phase];
+  const int64_t tile_ch = plan.pack.tile_channels;
+  const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
+  RowvecArgs<T> a;
+  a.k = plan.reduction_offsets[blk.phase].size();
+  a.x_offsets = plan.reduction_offsets[blk.phase].data();
+  a.mr_valid = static_cast<size_t>(std::min(tile_ch, channels - tile * tile_ch));
+  a.w = cx.packed.weights.data() + plan.pack.weights_first[b] + tile * static_cast<int64_t>(a.k) * tile_ch;
+  a.bias = cx.packed.bias.data() + (plan.pack.tiles_first[b] + tile) * tile_ch;
+  a.y_channel_offsets = buffered ? cx.buffer_offsets.data() : plan.out_offsets[b].data() + tile * tile_ch;
+  a.y_pixel_stride = buffered ? 1 : static_cast<ptrdiff_t>(ph.out_step[2] * p.y.spatial[2]);
+  a.epilogue = cx.epilogue;
+  T* y_base = buffered ? cx.buffer + sib * plan.buffer_row : cx.y + n * p.y.n + output_row(p, ph, i);
+  const T* x_row = cx.frame + (n * p.in_channels + blk.group * p.in_channels_per_group()) * plan.frame.plane +
+                   frame_row(plan, ph, i);
+  void (*const kernel)(const RowvecArgs<T>&) = plan.family == Family::kRowvec1 ? cx.kernels.rowvec1 : cx.kernels.rowvec;
+  const int64_t nr = static_cast<int64_t>(plan.nr);
+  for (int64_t j0 = 0; j0 < ph.cols(); j0 += nr) {
+    a.nr_valid = static_cast<size_t>(std::min(nr, ph.cols() - j0));
+    a.x = x_row + j0;
+    a.y = y_base + j0 * a.y_pixel_stride;
+    kernel(a);
+  }
+}
+
+// Interleaves the siblings' buffered rows into output row i of the tile's channels.
+template <typename T>
+void interleave_siblings(TaskContext<T>& cx, int64_t n, size_t u, int64_t tile, int64_t i) {
+  const ConvPlan& plan = cx.plan;
+  const ConvProblem& p = plan.problem;
+  const std::vector<size_t>& unit = plan.units.blocks[u];
+  const Block& first = p.blocks[unit[0]];
+  const int64_t siblings = static_cast<int64_t>(unit.size()), tile_ch = plan.pack.tile_channels;
+  const int64_t valid = std::min(tile_ch, static_cast<int64_t>(first.out_offsets.size()) - tile * tile_ch);
+  const int64_t full = p.phases[p.blocks[unit.back()].phase].cols();  // column groups with every sibling
+  const ptrdiff_t* ooff = plan.out_offsets[unit[0]].data() + tile * tile_ch;
+  const int64_t row = n * p.y.n + output_row(p, p.phases[first.phase], i);
+  for (int64_t c = 0; c < valid; ++c) {
+    T* out = cx.y + row + ooff[c];
+    for (int64_t sib = 0; sib < siblings; ++sib)
+      cx.sibling_rows[size_t(sib)] = cx.buffer + cx.buffer_offsets[size_t(c)] + sib * plan.buffer_row;
+    interleave_rows(out, cx.sibling_rows.data(), full, siblings, false);
+    // Columns of the last, partial group (phases with one more column than the last).
+    for (int64_t sib = 0; sib < siblings; ++sib)
+      if (p.phases[p.blocks[unit[size_t(sib)]].phase].cols() > full) out[full * siblings + sib] = cx.sibling_rows[size_t(sib)][full];
+  }
+}
+
+template <typename T>
+void run_task(TaskContext<T>& cx, int64_t task) {
+  const ConvPlan& plan = cx.plan;
+  const ConvProblem& p = plan.problem;
+  const int64_t n = task / plan.tasks_per_image, in_image = task % plan.tasks_per_image;
+  const size_t u = static_cast<size_t>(std::upper_bound(plan.first_task.begin(), plan.first_task.end(), in_image) -
+                                       plan.first_task.begin() - 1);
+  const std::vector<size_t>& unit = plan.units.blocks[u];
+  const bool buffered = plan.units.buffered[u] != 0;
+  const int64_t i0 = (in_image - plan.first_task[u]) * plan.task_rows;
+  const int64_t i1 = std::min(i0 + plan.task_rows, p.phases[p.blocks[unit[0]].phase].rows());
+  const int64_t tiles = plan.pack.tiles_first[unit[0] + 1] - plan.pack.tiles_first[unit[0]];
+  for (int64_t tile = 0; tile < tiles; ++tile)
+    for (int64_t i = i0; i < i1; ++i) {
+      if (plan.family == Family::kChanvec) {
+        chanvec_row(cx, n, unit[0], tile, i);
+        continue;
+      }
+      for (size_t sib = 0; sib < unit.size(); ++sib) rowvec_row(cx, n, unit[sib], tile, i, int64_t(sib), buffered);
+      if (buffered) interleave_siblings(cx, n, u, tile, i);
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T* x, T* y, const Epilogue<T>& epilogue) {
+  // Uninitialized on purpose: every element is written before it is read.
+  std::unique_ptr<T[]> frame(new T[static_cast<size_t>(plan.frame.elements)]);
+  std::unique_ptr<T[]> buffers(new T[static_cast<size_t>(plan.buffer_len * plan.threads)]);
+  const ConvKernels<T>& kernels = kernels_for<T>();
+  const int64_t frame_end = plan.frame.rows * plan.frame.row_len;
+  std::vector<TaskContext<T>> contexts;
+  for (int t = 0; t < plan.threads; ++t) {
+    contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {}});
+    contexts.back().sibling_rows.resize(static_cast<size_t>(plan.units.max_siblings));
+    for (size_t i = 0; i < plan.mr; ++i)
+      contexts.back().buffer_offsets.push_back(static_cast<ptrdiff_t>(int64_t(i) * plan.units.max_siblings * plan.buffer_row));
+  }
+  parallel_region(plan.threads, [&](int tid, int count) {
+    int64_t begin, end;
+    split_range(plan.frame.rows, tid, count, &begin, &end);
+    build_frame(plan, x, frame.get(), begin, end);
+    if (tid == 0) std::memset(frame.get() + frame_end, 0, sizeof(T) * static_cast<size_t>(plan.frame.elements - frame_end));
+    region_barrier();
+    split_range(plan.tasks, tid, count, &begin, &end);
+    for (int64_t task = begin; task < end; ++task) run_task(contexts[static_cast<size_t>(tid)], task);
+  });
+}
+
+template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const float*, float*, const Epilogue<float>&);
+template void execute_conv(const ConvPlan&, const PackedWeights<double>&, const double*, double*, const Epilogue<double>&);
+
+}  // namespace spx

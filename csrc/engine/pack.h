@@ -1,0 +1,30 @@
+// Packing: weights and bias into the microkernel's panel order, once per weight layout.
+//
+// Packed weights depend on the plan's PackLayout and on each block's taps and weight
+// mapping, never on the input's size otherwise: an operator reuses them for every input
+// whose plan has the same signature.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "plan.h"
+
+namespace spx {
+
+template <typename T>
+struct PackedWeights {
+  std::vector<int64_t> signature;  // pack_signature() of the plans these weights serve
+  std::vector<T> weights, bias;
+  bool had_nonfinite = false;  // non-finite weights were packed as zero (see ConvProblem)
+};
+
+// Everything packing reads from a plan, as one comparable list.
+std::vector<int64_t> pack_signature(const ConvPlan& plan);
+
+template <typename T>
+std::shared_ptr<const PackedWeights<T>> pack_weights(const ConvPlan& plan, const T* weight, const T* bias,
+                                                     int threads);
+
+}  // namespace spx

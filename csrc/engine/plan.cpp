@@ -1,0 +1,215 @@
+#include "plan.h"
+
+#include <algorithm>
+
+#include "../ops/errors.h"
+
+namespace spx {
+namespace {
+
+// Below this many multiply-adds a call runs on one thread: waking the pool costs more.
+constexpr int64_t kSerialMacs = int64_t(1) << 16;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+bool unit_steps(const std::vector<int64_t>& offsets) {
+  for (size_t j = 1; j < offsets.size(); ++j)
+    if (offsets[j] != offsets[j - 1] + 1) return false;
+  return true;
+}
+
+// Whether block `c` is the column phase `r` sibling of `b` (same rows, same channels).
+bool is_sibling(const ConvProblem& p, size_t b, size_t c, int64_t r) {
+  const Block &blk = p.blocks[b], &cand = p.blocks[c];
+  const Phase &ph = p.phases[blk.phase], &cp = p.phases[cand.phase];
+  const int64_t S = ph.out_step[2];
+  for (int a = 0; a < kMaxRank - 1; ++a) {
+    const size_t i = static_cast<size_t>(a);
+    if (cp.out_first[i] != ph.out_first[i] || cp.out_step[i] != ph.out_step[i] || cp.count[i] != ph.count[i])
+      return false;
+  }
+  return cand.group == blk.group && cand.out_offsets == blk.out_offsets && cp.out_first[2] == r &&
+         cp.out_step[2] == S && (cp.cols() == ph.cols() || cp.cols() + 1 == ph.cols());
+}
+
+Units make_units(const ConvProblem& p, bool allow_buffered) {
+  Units u;
+  std::vector<char> used(p.blocks.size(), 0);
+  for (size_t b = 0; b < p.blocks.size(); ++b) {
+    if (used[b]) continue;
+    const Phase& ph = p.phases[p.blocks[b].phase];
+    std::vector<size_t> unit{b};
+    const int64_t S = ph.out_step[2];
+    if (allow_buffered && S > 1 && S <= static_cast<int64_t>(p.blocks.size()) && ph.out_first[2] == 0) {
+      for (int64_t r = 1; r < S; ++r)
+        for (size_t c = b + 1; c < p.blocks.size(); ++c)
+          if (!used[c] && is_sibling(p, b, c, r)) {
+            unit.push_back(c);
+            break;
+          }
+    }
+    const bool buffered = static_cast<int64_t>(unit.size()) == S && S > 1;
+    if (!buffered) unit.resize(1);
+    for (size_t c : unit) used[c] = 1;
+    u.blocks.push_back(unit);
+    u.buffered.push_back(buffered);
+    if (buffered) u.max_siblings = std::max(u.max_siblings, S);
+  }
+  return u;
+}
+
+size_t tile_channels(const TileShapes& k, Family f) {
+  return f == Family::kChanvec ? k.chanvec_nr : f == Family::kRowvec ? k.rowvec_mr : 1;
+}
+size_t tile_pixels(const TileShapes& k, Family f) {
+  return f == Family::kChanvec ? k.chanvec_mr : f == Family::kRowvec ? k.rowvec_nr : k.rowvec1_nr;
+}
+
+// Estimated cycles of one family: padded FMA work plus output stores (vector or scalar).
+double family_cost(const ConvProblem& p, const TileShapes& k, Family family, const Units& units) {
+  const bool chanvec = family == Family::kChanvec;
+  const int64_t tile_ch = static_cast<int64_t>(tile_channels(k, family));
+  const int64_t tile_px = static_cast<int64_t>(tile_pixels(k, family));
+  const double lanes = static_cast<double>(k.lanes), cg_in = static_cast<double>(p.in_channels_per_group());
+  // Per vector FMA; a single-row tile is bound by its loads (one per FMA) rather than FMAs.
+  const double fma_cost = family == Family::kRowvec1 ? 1.0 : 0.5;
+  double cost = 0;
+  for (size_t u = 0; u < units.blocks.size(); ++u) {
+    for (size_t b : units.blocks[u]) {
+      const Block& blk = p.blocks[b];
+      const Phase& ph = p.phases[blk.phase];
+      const int64_t ch = static_cast<int64_t>(blk.out_offsets.size());
+      const double padded = double(ceil_div(ch, tile_ch) * tile_ch) * double(ceil_div(ph.cols(), tile_px) * tile_px);
+      const bool vector_store = chanvec ? unit_steps(blk.out_offsets) : ph.out_step[2] * p.y.spatial[2] == 1;
+      const double store = vector_store ? 1 / lanes : units.buffered[u] ? 3 / lanes : 2.0;
+      cost += double(ph.rows()) * (padded * cg_in * double(ph.taps.size()) * fma_cost / lanes +
+                                   double(ch) * double(ph.cols()) * store);
+    }
+  }
+  return cost;
+}
+
+void choose_family(ConvPlan* plan, const TileShapes& k) {
+  const ConvProblem& p = plan->problem;
+  Units row_units = make_units(p, p.y.spatial[2] == 1), single_units = make_units(p, false);
+  plan->family = Family::kChanvec;
+  double best = family_cost(p, k, Family::kChanvec, single_units);
+  for (Family candidate : {Family::kRowvec, Family::kRowvec1}) {
+    const double cost = family_cost(p, k, candidate, row_units);
+    if (cost < best) best = cost, plan->family = candidate;
+  }
+  plan->units = plan->family == Family::kChanvec ? std::move(single_units) : std::move(row_units);
+  plan->mr = plan->family == Family::kChanvec ? k.chanvec_mr : plan->family == Family::kRowvec1 ? 1 : k.rowvec_mr;
+  plan->nr = plan->family == Family::kChanvec ? k.chanvec_nr : plan->family == Family::kRowvec1 ? k.rowvec1_nr : k.rowvec_nr;
+}
+
+void lay_out_frame(ConvPlan* plan, const TileShapes& k) {
+  const ConvProblem& p = plan->problem;
+  const InputFrame& f = p.frame;
+  FrameLayout& fl = plan->frame;
+  const bool chanvec = plan->family == Family::kChanvec;
+  const int64_t frame_rows = checked_mul(f.size[0], f.size[1], "frame");
+  fl.col_phases = chanvec ? 1 : p.stride[2];
+  fl.cols_per_phase = ceil_div(f.size[2], fl.col_phases);
+  fl.row_len = chanvec ? checked_mul(f.size[2], p.in_channels, "frame row")
+                       : checked_mul(fl.col_phases, fl.cols_per_phase, "frame row");
+  fl.plane = checked_mul(frame_rows, fl.row_len, "frame plane");
+  fl.rows = checked_mul(chanvec ? p.batch : checked_mul(p.batch, p.in_channels, "frame"), frame_rows, "frame");
+  // Row tiles read up to a tile width past the last valid pixel.
+  const int64_t slack = static_cast<int64_t>(std::max(k.rowvec_nr, k.rowvec1_nr));
+  fl.elements = checked_add(checked_mul(fl.rows, fl.row_len, "frame"), slack, "frame");
+}
+
+// Offset of tap t's frame position, relative to output pixel 0's, in the family's frame layout.
+ptrdiff_t tap_position(const ConvPlan& plan, const Tap& t) {
+  const FrameLayout& fl = plan.frame;
+  const int64_t row = t.offset[0] * plan.problem.frame.size[1] + t.offset[1];
+  if (plan.family == Family::kChanvec) return static_cast<ptrdiff_t>(row * fl.row_len + t.offset[2] * plan.problem.in_channels);
+  return static_cast<ptrdiff_t>(row * fl.row_len + (t.offset[2] % fl.col_phases) * fl.cols_per_phase +
+                                t.offset[2] / fl.col_phases);
+}
+
+void reduction_offsets(ConvPlan* plan) {
+  const ConvProblem& p = plan->problem;
+  plan->reduction_offsets.assign(p.phases.size(), {});
+  for (size_t ph = 0; ph < p.phases.size(); ++ph) {
+    std::vector<ptrdiff_t>& off = plan->reduction_offsets[ph];
+    const std::vector<Tap>& taps = p.phases[ph].taps;
+    if (plan->family == Family::kChanvec) {
+      for (const Tap& t : taps) off.push_back(tap_position(*plan, t));
+      continue;
+    }
+    for (int64_t c = 0; c < p.in_channels_per_group(); ++c)
+      for (const Tap& t : taps) off.push_back(static_cast<ptrdiff_t>(c * plan->frame.plane) + tap_position(*plan, t));
+  }
+}
+
+// Panel positions, padded output offsets and the work count, per block.
+void lay_out_blocks(ConvPlan* plan) {
+  const ConvProblem& p = plan->problem;
+  PackLayout& pk = plan->pack;
+  pk.chanvec = plan->family == Family::kChanvec;
+  pk.tile_channels = static_cast<int64_t>(pk.chanvec ? plan->nr : plan->mr);
+  const size_t nb = p.blocks.size();
+  pk.weights_first.assign(nb + 1, 0);
+  pk.tiles_first.assign(nb + 1, 0);
+  plan->out_offsets.assign(nb, {});
+  plan->contiguous_channels.assign(nb, 0);
+  plan->macs = 0;
+  for (size_t b = 0; b < nb; ++b) {
+    const Block& blk = p.blocks[b];
+    const Phase& ph = p.phases[blk.phase];
+    const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
+    const int64_t tiles = ceil_div(channels, pk.tile_channels);
+    const int64_t k = checked_mul(p.in_channels_per_group(), static_cast<int64_t>(ph.taps.size()), "reduction");
+    const int64_t panel = checked_mul(checked_mul(tiles, k, "weights"), pk.tile_channels, "weights");
+    pk.weights_first[b + 1] = checked_add(pk.weights_first[b], panel, "weights");
+    pk.tiles_first[b + 1] = pk.tiles_first[b] + tiles;
+    const int64_t pixels = checked_mul(ph.rows(), ph.cols(), "work");
+    plan->macs = checked_add(plan->macs, checked_mul(checked_mul(pixels, channels, "work"), k, "work"), "work");
+    plan->out_offsets[b].assign(blk.out_offsets.begin(), blk.out_offsets.end());
+    plan->out_offsets[b].resize(static_cast<size_t>(tiles * pk.tile_channels), 0);
+    plan->contiguous_channels[b] = unit_steps(blk.out_offsets);
+  }
+  plan->macs = checked_mul(plan->macs, p.batch, "work");
+}
+
+// Several rows per task reuse each weight panel over more pixels; about 16 tasks per thread
+// keep the static split balanced. Results do not depend on the split.
+void split_tasks(ConvPlan* plan, int threads) {
+  const ConvProblem& p = plan->problem;
+  const Units& units = plan->units;
+  plan->threads = plan->macs < kSerialMacs ? 1 : threads;
+  int64_t all_rows = 0, max_cols = 0;
+  for (size_t u = 0; u < units.blocks.size(); ++u) {
+    const Phase& ph = p.phases[p.blocks[units.blocks[u][0]].phase];
+    all_rows = checked_add(all_rows, ph.rows(), "work");
+    for (size_t b : units.blocks[u]) max_cols = std::max(max_cols, p.phases[p.blocks[b].phase].cols());
+  }
+  plan->task_rows = std::max<int64_t>(1, checked_mul(p.batch, all_rows, "work") / (16 * int64_t(plan->threads)));
+  plan->first_task.assign(units.blocks.size() + 1, 0);
+  for (size_t u = 0; u < units.blocks.size(); ++u)
+    plan->first_task[u + 1] =
+        plan->first_task[u] + ceil_div(p.phases[p.blocks[units.blocks[u][0]].phase].rows(), plan->task_rows);
+  plan->tasks_per_image = plan->first_task.back();
+  plan->tasks = checked_mul(p.batch, plan->tasks_per_image, "work");
+  plan->buffer_row = max_cols + static_cast<int64_t>(plan->nr);
+  plan->buffer_len = plan->family == Family::kChanvec
+                         ? 0
+                         : checked_mul(static_cast<int64_t>(plan->mr) * units.max_siblings, plan->buffer_row, "buffers");
+}
+
+}  // namespace
+
+ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads) {
+  ConvPlan plan;
+  plan.problem = std::move(problem);
+  choose_family(&plan, tiles);
+  lay_out_frame(&plan, tiles);
+  reduction_offsets(&plan);
+  lay_out_blocks(&plan);
+  split_tasks(&plan, threads);
+  return plan;
+}
+
+}  // namespace spx

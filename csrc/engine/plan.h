@@ -1,0 +1,73 @@
+// Planning: everything a convolution derives from its problem's shapes (no data). Pure and
+// deterministic, so it is tested on its own and cached per input shape by the operators.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "../kernels/microkernels.h"
+#include "problem.h"
+
+namespace spx {
+
+enum class Family { kChanvec, kRowvec, kRowvec1 };
+
+// The register-tile shapes of the microkernel table in use.
+struct TileShapes {
+  size_t lanes, rowvec_mr, rowvec_nr, rowvec1_nr, chanvec_mr, chanvec_nr;
+};
+
+template <typename T>
+TileShapes tile_shapes(const ConvKernels<T>& k) {
+  return {k.lanes, k.rowvec_mr, k.rowvec_nr, k.rowvec1_nr, k.chanvec_mr, k.chanvec_nr};
+}
+
+// Phases whose outputs interleave along the innermost axis (polyphase phases r = 0..S-1 of
+// the same rows) can be computed into a row buffer with contiguous vector stores and then
+// interleaved. A unit is the blocks one task computes: one block, or S such siblings.
+struct Units {
+  std::vector<std::vector<size_t>> blocks;
+  std::vector<char> buffered;
+  int64_t max_siblings = 1;
+};
+
+// Frame layout of the family: channels innermost for chanvec; for rowvec each frame row's
+// columns de-interleaved by the stride, so a tile of consecutive outputs reads consecutive memory.
+struct FrameLayout {
+  int64_t col_phases = 1, cols_per_phase = 0;
+  int64_t row_len = 0;   // elements of one frame row
+  int64_t plane = 0;     // elements of one channel's frame (rowvec) or one image's (chanvec)
+  int64_t rows = 0;      // frame rows of the whole batch
+  int64_t elements = 0;  // frame + read slack past the end
+};
+
+// Where each block's panels live in the packed weights: the only input of packing besides the
+// problem, and what decides whether packed weights can be reused for another input size.
+struct PackLayout {
+  bool chanvec = false;
+  int64_t tile_channels = 0;
+  std::vector<int64_t> weights_first, tiles_first;  // per block, plus the total at the end
+};
+
+struct ConvPlan {
+  ConvProblem problem;
+  Family family = Family::kChanvec;
+  size_t mr = 0, nr = 0;
+  Units units;
+  FrameLayout frame;
+  PackLayout pack;
+  std::vector<std::vector<ptrdiff_t>> reduction_offsets;  // per phase, into the frame
+  std::vector<std::vector<ptrdiff_t>> out_offsets;        // per block, padded to whole tiles
+  std::vector<char> contiguous_channels;                  // per block
+  int64_t macs = 0;
+  int threads = 1;
+  // Tasks: a run of up to task_rows rows of one unit of one image.
+  int64_t task_rows = 1, tasks_per_image = 0, tasks = 0;
+  std::vector<int64_t> first_task;  // per unit, plus the total at the end
+  int64_t buffer_row = 0, buffer_len = 0;  // per-thread row buffers of buffered units
+};
+
+ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads);
+
+}  // namespace spx

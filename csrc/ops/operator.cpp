@@ -1,0 +1,136 @@
+#include "operator.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../kernels/dispatch.h"
+#include "errors.h"
+
+namespace spx {
+namespace {
+
+// Below this many multiply-adds a transposed convolution runs as a plain scatter: the same
+// useful products without the engine's set-up, which would dominate a call this small.
+constexpr int64_t kScatterMacs = 4096;
+// Plans and packed weights kept per operator (input shapes and weight layouts in use).
+constexpr size_t kCachedPlans = 8, kCachedPacks = 4;
+
+template <typename T>
+TileShapes tiles_for();
+template <>
+TileShapes tiles_for<float>() { return tile_shapes(kernels().f32); }
+template <>
+TileShapes tiles_for<double>() { return tile_shapes(kernels().f64); }
+
+}  // namespace
+
+template <typename T>
+ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& out) const {
+  ConvShape s;
+  s.batch = batch;
+  s.in_channels = params_.in_channels;
+  s.out_channels = params_.out_channels;
+  s.in = in;
+  s.out = out;
+  s.kernel = params_.kernel;
+  s.stride = params_.stride;
+  s.dilation = params_.dilation;
+  s.pad_begin = params_.pad_begin;
+  s.groups = params_.groups;
+  s.channels_last = params_.channels_last;
+  return s;
+}
+
+template <typename T>
+std::shared_ptr<const ConvPlan> ConvOperator<T>::plan(const ConvShape& s, int threads) const {
+  std::vector<int64_t> key{s.batch, threads};
+  key.insert(key.end(), s.in.begin(), s.in.end());
+  key.insert(key.end(), s.out.begin(), s.out.end());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& entry : plans_)
+      if (entry.first == key) return entry.second;
+  }
+  ConvProblem problem = params_.kind == OpKind::kConv ? describe_conv(s)
+                        : params_.kind == OpKind::kSubpixel ? describe_subpixel(s, params_.factor, params_.dcr)
+                                                            : describe_conv_transpose(s, params_.method);
+  auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tiles_for<T>(), threads));
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (plans_.size() >= kCachedPlans) plans_.erase(plans_.begin());
+  plans_.emplace_back(std::move(key), made);
+  return made;
+}
+
+template <typename T>
+std::shared_ptr<const PackedWeights<T>> ConvOperator<T>::packed(const ConvPlan& plan) const {
+  const std::vector<int64_t> signature = pack_signature(plan);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& p : packs_)
+      if (p->signature == signature) return p;
+  }
+  auto made = pack_weights(plan, weight_, bias_, plan.threads);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (packs_.size() >= kCachedPacks) packs_.erase(packs_.begin());
+  packs_.push_back(made);
+  return made;
+}
+
+template <typename T>
+bool ConvOperator<T>::runs_as_scatter(const ConvShape& s) const {
+  if (params_.kind != OpKind::kConvTranspose || params_.method != TransposedMethod::kPolyphase) return false;
+  const int64_t per_pixel = std::max<int64_t>(1, (s.out_channels / s.groups) * volume(s.kernel));
+  return s.batch * s.in_channels * volume(s.in) <= kScatterMacs / per_pixel;
+}
+
+template <typename T>
+void ConvOperator<T>::run(int64_t batch, const Extent& in, const Extent& out, const T* x, T* y, int threads) const {
+  const ConvShape s = shape(batch, in, out);
+  const int64_t y_elements = checked_mul(checked_mul(batch, s.out_channels, "output"), volume(out), "output");
+  if (runs_as_scatter(s)) {
+    scatter_transposed(s, x, weight_, bias_, y);  // the definition, non-finite weights included
+    apply_activation(y, y_elements, epilogue_);
+    return;
+  }
+  const std::shared_ptr<const ConvPlan> p = plan(s, threads);
+  const std::shared_ptr<const PackedWeights<T>> w = packed(*p);
+  if (w->had_nonfinite) return run_with_nonfinite_weights(s, *p, *w, x, y);
+  execute_conv(*p, *w, x, y, epilogue_);
+}
+
+// The engine's products with padding and inserted zeros are only zero for finite weights:
+// it runs with them zeroed (and the input's non-finite values zeroed, which would otherwise
+// meet those zeros), then the missing terms are added from their definition.
+template <typename T>
+void ConvOperator<T>::run_with_nonfinite_weights(const ConvShape& s, const ConvPlan& plan,
+                                                 const PackedWeights<T>& packed, const T* x, T* y) const {
+  const int64_t x_elements = checked_mul(checked_mul(s.batch, s.in_channels, "input"), volume(s.in), "input");
+  std::vector<T> finite_x(x, x + x_elements);
+  for (T& v : finite_x)
+    if (!std::isfinite(v)) v = T(0);
+  execute_conv(plan, packed, finite_x.data(), y, Epilogue<T>{Activation::kNone, T(0)});
+  add_nonfinite_terms(s, x, weight_, y);
+  apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
+}
+
+template <typename T>
+void apply_activation(T* y, int64_t count, const Epilogue<T>& e) {
+  for (int64_t i = 0; i < count; ++i) {
+    const T v = y[i];
+    switch (e.activation) {
+      case Activation::kNone: return;
+      case Activation::kRelu: y[i] = v < T(0) ? T(0) : v; break;
+      case Activation::kRelu6: y[i] = v < T(0) ? T(0) : v > T(6) ? T(6) : v; break;
+      case Activation::kLeakyRelu: y[i] = v < T(0) ? v * e.negative_slope : v; break;
+      case Activation::kTanh: y[i] = std::tanh(v); break;
+      case Activation::kSigmoid: y[i] = T(1) / (T(1) + std::exp(-v)); break;
+    }
+  }
+}
+
+template class ConvOperator<float>;
+template class ConvOperator<double>;
+template void apply_activation(float*, int64_t, const Epilogue<float>&);
+template void apply_activation(double*, int64_t, const Epilogue<double>&);
+
+}  // namespace spx

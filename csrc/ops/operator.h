@@ -1,0 +1,64 @@
+// A convolution operator: created once from its parameters and weights (XNNPACK's create),
+// it plans per input shape and packs per weight layout, both cached, and executes per call.
+// Layers keep one for their lifetime; the functional API makes one per call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "../engine/execute.h"
+#include "../engine/pack.h"
+#include "../engine/plan.h"
+#include "ops.h"
+
+namespace spx {
+
+enum class OpKind { kConv, kConvTranspose, kSubpixel };
+
+struct OpParams {
+  OpKind kind = OpKind::kConv;
+  TransposedMethod method = TransposedMethod::kPolyphase;  // transposed only
+  Extent kernel{}, stride{}, dilation{}, pad_begin{};
+  Extent factor{1, 1, 1};  // sub-pixel only
+  bool dcr = false;        // sub-pixel only
+  int64_t groups = 1, in_channels = 0, out_channels = 0;  // out_channels: of the result
+  bool channels_last = false;
+};
+
+template <typename T>
+class ConvOperator {
+ public:
+  // `weight` and `bias` (may be null) must outlive the operator; they are read, never written.
+  ConvOperator(const OpParams& params, const T* weight, const T* bias, const Epilogue<T>& epilogue)
+      : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue) {}
+
+  const OpParams& params() const { return params_; }
+  ConvShape shape(int64_t batch, const Extent& in, const Extent& out) const;
+  // The plan for an input shape (cached) and the packed weights it needs (cached).
+  std::shared_ptr<const ConvPlan> plan(const ConvShape& shape, int threads) const;
+  std::shared_ptr<const PackedWeights<T>> packed(const ConvPlan& plan) const;
+  // y = op(x) for x and y of the given batch and spatial sizes, C-contiguous in the layout.
+  void run(int64_t batch, const Extent& in, const Extent& out, const T* x, T* y, int threads) const;
+
+ private:
+  bool runs_as_scatter(const ConvShape& shape) const;
+  void run_with_nonfinite_weights(const ConvShape& shape, const ConvPlan& plan, const PackedWeights<T>& packed,
+                                  const T* x, T* y) const;
+
+  OpParams params_;
+  const T* weight_;
+  const T* bias_;
+  Epilogue<T> epilogue_;
+  mutable std::mutex mutex_;
+  mutable std::vector<std::pair<std::vector<int64_t>, std::shared_ptr<const ConvPlan>>> plans_;
+  mutable std::vector<std::shared_ptr<const PackedWeights<T>>> packs_;
+};
+
+// The activation as a separate pass (for the paths that cannot fuse it into a tile store).
+template <typename T>
+void apply_activation(T* y, int64_t count, const Epilogue<T>& epilogue);
+
+}  // namespace spx
