@@ -1,141 +1,129 @@
-"""The public functions: validate and convert in Python, compute in the native `_core`."""
+"""The functional API: validate and convert in Python, compute in the native `_core`.
+
+Every convolution runs the layers' native operators (see `_layers`); a call builds a
+transient one. The per-rank functions are thin wrappers over one rank-generic path.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Protocol, Tuple, TypeVar
 
 import numpy as np
 
 from . import _core
 from . import _params as _p
+from ._layers import METHODS, native_operator, parse_activation, run_native
+from ._typing import ArrayLike, IntOrTuple, OutputSize, Padding
 
 
 @dataclass(frozen=True)
 class _ConvPlan:
     """Everything a convolution call derives from shapes, dtypes and parameters."""
 
-    native: Callable[[np.ndarray, np.ndarray, Optional[np.ndarray], np.ndarray], bool]
-    shape: Tuple[int, ...]  # of the result
+    params: _p.ConvParams
+    geometry: _p.ConvGeometry
     dtype: np.dtype
-    batched: bool
-    # Called when the native call returns True (non-finite transposed weights) with
-    # (x, weight, out, rerun): rerun(x2) recomputes out natively from another input.
-    fixup: Optional[Callable[..., None]] = None
-
-    def run(self, arrays: Sequence[Optional[np.ndarray]], out: Optional[np.ndarray]) -> np.ndarray:
-        x, weight, bias = arrays
-        assert x is not None and weight is not None
-        xc, wc = _p.as_compute(x, self.dtype), _p.as_compute(weight, self.dtype)
-        bc = None if bias is None else _p.as_compute(bias, self.dtype)
-        if out is None:
-            y = np.empty(self.shape, self.dtype)
-        else:
-            # The native call refuses an `out` overlapping the arrays it is given; an input
-            # that was converted (copied) is checked here against the caller's original.
-            copied = [a for a, c in ((x, xc), (weight, wc), (bias, bc)) if a is not None and a is not c]
-            y = _p.check_out(out, self.shape, self.dtype, copied)
-        if y.size:
-            x4, y4 = (xc, y) if self.batched else (xc[None], y[None])
-            if self.native(x4, wc, bc, y4) and self.fixup is not None:
-                self.fixup(x4, wc, y4, lambda x_again: self.native(x_again, wc, bc, y4))
-        return y
+    method: str
+    activation: Optional[str]
+    negative_slope: float
+    threads: int
 
 
 # Validated plans by (operation, input shapes and dtypes, parameters): a repeated call skips
 # argument parsing and geometry, which dominate small calls. Bounded; unhashable arguments
 # (lists) simply bypass it.
-_PLANS: dict[Hashable, _ConvPlan] = {}
+_PLANS: Dict[Hashable, _ConvPlan] = {}
 _MAX_PLANS = 256
 
 
-def _planned_call(
-    op: str,
-    inputs: Tuple[Any, Any, Any],
-    params: Tuple[Any, ...],
-    build: Callable[..., _ConvPlan],
-    out: Optional[np.ndarray],
-) -> np.ndarray:
-    """Run `op` on (x, weight, bias) with a cached or freshly built (validated) plan."""
-    x, weight, bias = inputs
-    if x is None or weight is None:
-        raise TypeError(f"x and weight must be arrays, got {type(x).__name__} and {type(weight).__name__}")
-    if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
-        arrays: Sequence[Optional[np.ndarray]] = inputs
-    else:
-        arrays = _checked_arrays(inputs)
-        x, weight, bias = arrays
-    # Parameters are compared by value *and* type: True == 1 and 2.0 == 2 as dict keys, and
-    # those must still reach validation. Tuples are checked element by element.
-    types = tuple(map(type, params))
-    key = None
-    if tuple not in types or all(_plain(v) for v in params):
-        key = (op, params, types, x.shape, x.dtype, weight.shape, weight.dtype,
-               None if bias is None else (bias.shape, bias.dtype))
-        try:
-            plan = _PLANS.get(key)
-        except TypeError:  # unhashable parameters (lists, arrays): not cached
-            key = plan = None
-        if plan is not None:
-            return plan.run(arrays, out)
-    plan = build(_checked_arrays(arrays), *params)
-    _p.checked_elements(plan.shape, plan.dtype.itemsize, "the result")
-    if key is not None:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        _PLANS[key] = plan
-    return plan.run(arrays, out)
-
-
 def _plain(value: Any) -> bool:
-    """Exact ints, strings, None and tuples of them: values a plan may be cached under."""
+    """Exact ints, floats, strings, None and tuples of them: values a plan may be cached under."""
     kind = type(value)
-    if kind is int or kind is str or value is None:
+    if kind is int or kind is str or kind is float or value is None:
         return True
     return kind is tuple and all(_plain(v) for v in value)
 
 
-def _checked_arrays(inputs: Sequence[Any]) -> list[Optional[np.ndarray]]:
-    return [None if a is None else _p.as_array(a, n) for a, n in zip(inputs, ("x", "weight", "bias"))]
+def _arrays(x: Any, weight: Any, bias: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    if x is None or weight is None:
+        raise TypeError(f"x and weight must be arrays, got {type(x).__name__} and {type(weight).__name__}")
+    if type(x) is np.ndarray and type(weight) is np.ndarray and (bias is None or type(bias) is np.ndarray):
+        return x, weight, bias
+    return _p.as_array(x, "x"), _p.as_array(weight, "weight"), None if bias is None else _p.as_array(bias, "bias")
 
 
-def conv_transpose2d(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: int = 1,
-    dilation: Any = 1,
-    *,
-    output_size: Any = None,
-    layout: str = "NCHW",
-    method: str = "auto",
-    out: Optional[np.ndarray] = None,
-    num_threads: Optional[int] = None,
+def _build_plan(
+    kind: str, rank: int, arrays: Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]], settings: Dict[str, Any],
+    options: Tuple[Any, ...],
+) -> _ConvPlan:
+    method, activation, negative_slope, output_size, num_threads = options
+    x, weight, bias = (None if a is None else _p.as_array(a, n) for a, n in zip(arrays, ("x", "weight", "bias")))
+    assert x is not None and weight is not None
+    meth = _p.choice(method, "method", METHODS)
+    act, slope = parse_activation(activation, negative_slope)
+    threads = _p.num_threads(num_threads)
+    params = _p.conv_params(kind, weight, bias, rank=rank, **settings)
+    geometry = _p.conv_geometry(params, x.shape, output_size)
+    dtype = _p.result_dtype(x, weight, bias)
+    _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
+    return _ConvPlan(params, geometry, dtype, meth, act, slope, threads)
+
+
+def _conv(
+    kind: str, rank: int, x: Any, weight: Any, bias: Any, settings: Dict[str, Any], options: Tuple[Any, ...],
+    out: Optional[np.ndarray],
 ) -> np.ndarray:
-    """Transposed 2-D convolution with the semantics of ``torch.nn.functional.conv_transpose2d``.
+    """Run one convolution call with a cached or freshly built (validated) plan."""
+    arrays = _arrays(x, weight, bias)
+    xa, wa, ba = arrays
+    values = tuple(settings.values()) + options
+    key = None
+    if all(_plain(v) for v in values):
+        # Parameters are compared by value *and* type: True == 1 and 2.0 == 2 as dict keys.
+        key = (kind, rank, values, tuple(map(type, values)), xa.shape, xa.dtype, wa.shape, wa.dtype,
+               None if ba is None else (ba.shape, ba.dtype))
+        plan = _PLANS.get(key)
+    else:
+        plan = None
+    if plan is None:
+        plan = _build_plan(kind, rank, arrays, settings, options)
+        if key is not None:
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    dtype = plan.dtype
+    xc, wc = _p.as_compute(xa, dtype), _p.as_compute(wa, dtype)
+    bc = None if ba is None else _p.as_compute(ba, dtype)
+    native = native_operator(plan.params, wc, bc, plan.method, plan.activation, plan.negative_slope)
+    converted = tuple(a for a, c in ((xa, xc), (wa, wc), (ba, bc)) if a is not None and a is not c)
+    return run_native(native, plan.geometry, xc, dtype, out, plan.threads, converted)
+
+
+_TRANSPOSED_DOC = """Transposed {rank}-D convolution with the semantics of ``torch.nn.functional.conv_transpose{rank}d``.
 
     Parameters
     ----------
     x : array_like
-        ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; ``(N, H, W, C_in)`` / ``(H, W, C_in)``
-        with ``layout="NHWC"``. The result has the same layout and batchedness.
+        ``(N, C_in, {spatial})`` or unbatched ``(C_in, {spatial})``; channels last with
+        ``layout="{last}"`` (or ``"channels_last"``). The result has the same layout and batchedness.
     weight : array_like
-        ``(C_in, C_out/groups, kH, kW)`` in every layout.
+        ``(C_in, C_out/groups, {kernel})`` in every layout.
     bias : array_like, optional
         ``(C_out,)``.
-    stride, dilation, output_padding : int or (int, int)
-    padding : int, (ph, pw), ((top, bottom), (left, right)), "same" or "valid"
+    stride, dilation, output_padding : int or tuple of {rank} ints
+    padding : int, tuple of {rank} ints, tuple of {rank} (begin, end) pairs, "same" or "valid"
         Crop of the full output. ``"same"`` is TensorFlow / ONNX ``SAME_UPPER``
-        (``H_out = H*stride``, the odd extra row at the bottom/right); ``"valid"`` crops nothing.
-    output_size : (int, int), optional
-        Chooses ``output_padding`` as ``torch.nn.ConvTranspose2d.forward`` does.
-    method : {"auto", "direct", "polyphase"}
+        (``out = in*stride``, the odd extra at the end); ``"valid"`` crops nothing.
+    output_size : sequence of ints, optional
+        Chooses ``output_padding`` as ``torch.nn.ConvTranspose{rank}d.forward`` does; a longer
+        sequence (``skip.shape``) is read from its end.
+    method : {{"auto", "direct", "polyphase"}}
         ``"direct"`` zero-inserts the input and runs a dense correlation; ``"polyphase"`` runs one
-        sub-kernel per output phase on the low-resolution input (stride**2 fewer multiply-adds).
-        ``"auto"`` picks polyphase, which never does more work.
+        sub-kernel per output phase on the low-resolution input (``prod(stride)`` fewer
+        multiply-adds). ``"auto"`` picks polyphase, which never does more work.
+    activation : {{None, "relu", "relu6", "leaky_relu", "tanh", "sigmoid"}}
+        Applied after the bias, in the microkernels' store (``negative_slope`` for leaky_relu).
     out : numpy.ndarray, optional
         C-contiguous array of the result's shape and dtype to write into.
     num_threads : int, optional
@@ -145,290 +133,260 @@ def conv_transpose2d(
     -------
     numpy.ndarray
         float32 if every input is float16/float32, else float64.
+"""
 
+_SPATIAL = {1: ("L", "NLC", "k"), 2: ("H, W", "NHWC", "kH, kW"), 3: ("D, H, W", "NDHWC", "kD, kH, kW")}
+
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def _public(fn: _Fn, name: str, doc: str) -> _Fn:
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
+
+
+def _transposed_doc(rank: int, examples: str) -> str:
+    spatial, last, kernel = _SPATIAL[rank]
+    return _TRANSPOSED_DOC.format(rank=rank, spatial=spatial, last=last, kernel=kernel) + examples
+
+
+def _conv_transpose(rank: int) -> Callable[..., np.ndarray]:
+    def conv_transpose(
+        x: ArrayLike,
+        weight: ArrayLike,
+        bias: Optional[ArrayLike] = None,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        output_padding: IntOrTuple = 0,
+        groups: int = 1,
+        dilation: IntOrTuple = 1,
+        *,
+        output_size: Optional[OutputSize] = None,
+        layout: str = _p.LAYOUTS[rank][0],
+        method: str = "auto",
+        activation: Optional[str] = None,
+        negative_slope: float = 0.01,
+        out: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray:
+        settings = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                        dilation=dilation, layout=layout)
+        options = (method, activation, negative_slope, output_size, num_threads)
+        return _conv("conv_transpose", rank, x, weight, bias, settings, options, out)
+
+    return conv_transpose
+
+
+def _conv_nd(rank: int) -> Callable[..., np.ndarray]:
+    def conv(
+        x: ArrayLike,
+        weight: ArrayLike,
+        bias: Optional[ArrayLike] = None,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        *,
+        layout: str = _p.LAYOUTS[rank][0],
+        activation: Optional[str] = None,
+        negative_slope: float = 0.01,
+        out: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray:
+        settings = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout)
+        options = ("auto", activation, negative_slope, None, num_threads)
+        return _conv("conv", rank, x, weight, bias, settings, options, out)
+
+    return conv
+
+
+def _subpixel_conv(rank: int) -> Callable[..., np.ndarray]:
+    def subpixel_conv(
+        x: ArrayLike,
+        weight: ArrayLike,
+        upscale_factor: IntOrTuple,
+        bias: Optional[ArrayLike] = None,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        *,
+        layout: str = _p.LAYOUTS[rank][0],
+        mode: str = "CRD",
+        activation: Optional[str] = None,
+        negative_slope: float = 0.01,
+        out: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray:
+        settings = dict(upscale_factor=upscale_factor, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups, layout=layout, mode=mode)
+        options = ("auto", activation, negative_slope, None, num_threads)
+        return _conv("subpixel", rank, x, weight, bias, settings, options, out)
+
+    return subpixel_conv
+
+
+class ConvTransposeFunction(Protocol):
+    def __call__(
+        self, x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+        padding: Padding = 0, output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1, *,
+        output_size: Optional[OutputSize] = None, layout: str = ..., method: str = "auto",
+        activation: Optional[str] = None, negative_slope: float = 0.01, out: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray: ...
+
+
+class ConvFunction(Protocol):
+    def __call__(
+        self, x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+        padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *, layout: str = ...,
+        activation: Optional[str] = None, negative_slope: float = 0.01, out: Optional[np.ndarray] = None,
+        num_threads: Optional[int] = None,
+    ) -> np.ndarray: ...
+
+
+class SubpixelConvFunction(Protocol):
+    def __call__(
+        self, x: ArrayLike, weight: ArrayLike, upscale_factor: IntOrTuple, bias: Optional[ArrayLike] = None,
+        stride: IntOrTuple = 1, padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *,
+        layout: str = ..., mode: str = "CRD", activation: Optional[str] = None, negative_slope: float = 0.01,
+        out: Optional[np.ndarray] = None, num_threads: Optional[int] = None,
+    ) -> np.ndarray: ...
+
+
+conv_transpose1d: ConvTransposeFunction = _public(_conv_transpose(1), "conv_transpose1d", _transposed_doc(1, """
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.conv_transpose1d(np.ones((1, 4, 10)), np.ones((4, 2, 16)), stride=8, padding=4).shape
+    (1, 2, 80)
+"""))
+conv_transpose2d: ConvTransposeFunction = _public(_conv_transpose(2), "conv_transpose2d", _transposed_doc(2, """
     Examples
     --------
     >>> import numpy as np, subpixel_ext as spx
     >>> x = np.ones((1, 1, 2, 2), np.float32); w = np.ones((1, 1, 2, 2), np.float32)
     >>> spx.conv_transpose2d(x, w, stride=2).shape
     (1, 1, 4, 4)
-    """
-    params = (stride, padding, output_padding, groups, dilation, output_size, layout, method, num_threads)
-    return _planned_call("conv_transpose2d", (x, weight, bias), params, _plan_conv_transpose2d, out)
+"""))
+conv_transpose3d: ConvTransposeFunction = _public(_conv_transpose(3), "conv_transpose3d", _transposed_doc(3, """
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.conv_transpose3d(np.ones((1, 4, 3, 3, 3)), np.ones((4, 2, 2, 2, 2)), stride=2).shape
+    (1, 2, 6, 6, 6)
+"""))
+
+_CONV_DOC = """{rank}-D correlation with the semantics of ``torch.nn.functional.conv{rank}d``.
+
+    ``weight`` is ``(C_out, C_in/groups, {kernel})``; ``x`` and ``layout`` as in
+    :func:`conv_transpose{rank}d`. ``padding`` is an int, a tuple of {rank} ints, a tuple of {rank}
+    (begin, end) pairs, ``"valid"`` or ``"same"`` (TensorFlow's: ``out = ceil(in/stride)``, the odd
+    extra at the end, valid with any stride). ``activation`` as in :func:`conv_transpose{rank}d`.
+"""
 
 
-@dataclass(frozen=True)
-class _ConvArgs:
-    """The arguments every convolution shares, checked."""
-
-    layout: str
-    threads: int
-    stride: Tuple[int, int]
-    dilation: Tuple[int, int]
-    shapes: _p.ConvShapes
-    groups: int
-    out_channels: int  # as the weight counts them (before any shuffle)
-    dtype: np.dtype
-
-    @property
-    def nhwc(self) -> bool:
-        return self.layout == "NHWC"
+def _conv_doc(rank: int, examples: str) -> str:
+    return _CONV_DOC.format(rank=rank, kernel=_SPATIAL[rank][2]) + examples
 
 
-def _conv_args(
-    arrays: Sequence[Optional[np.ndarray]],
-    stride: Any,
-    dilation: Any,
-    groups: Any,
-    layout: Any,
-    num_threads: Any,
-    transposed: bool,
-) -> _ConvArgs:
-    lay = _p.choice(layout, "layout", _p.LAYOUTS)
-    threads = _p.num_threads(num_threads)
-    xa, wa, ba = arrays
-    assert xa is not None and wa is not None
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=transposed)
-    return _ConvArgs(lay, threads, s, d, shapes, g, c_out, _p.result_dtype(xa, wa, ba))
-
-
-def _plan_conv_transpose2d(
-    arrays: Sequence[Optional[np.ndarray]],
-    stride: Any,
-    padding: Any,
-    output_padding: Any,
-    groups: Any,
-    dilation: Any,
-    output_size: Any,
-    layout: Any,
-    method: Any,
-    num_threads: Any,
-) -> _ConvPlan:
-    meth = _p.choice(method, "method", _p.METHODS)
-    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=True)
-    geo = _p.transposed_geometry(
-        c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding, output_padding, output_size
-    )
-    native = _core.ConvCall(
-        "conv_transpose2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads,
-        method="polyphase" if meth == "auto" else meth,
-    )
-
-    def fixup(x4: np.ndarray, w: np.ndarray, y4: np.ndarray, rerun: Callable[[np.ndarray], bool]) -> None:
-        _add_nonfinite_terms(x4, w, y4, rerun, c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc)
-
-    shape = _p.output_shape(c.shapes, c.out_channels, geo.out_hw, c.layout)
-    return _ConvPlan(native, shape, c.dtype, c.shapes.batched, fixup)
-
-
-def _plan_conv2d(
-    arrays: Sequence[Optional[np.ndarray]],
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    groups: Any,
-    layout: Any,
-    num_threads: Any,
-) -> _ConvPlan:
-    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=False)
-    geo = _p.conv_geometry(c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding)
-    native = _core.ConvCall("conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads)
-    shape = _p.output_shape(c.shapes, c.out_channels, geo.out_hw, c.layout)
-    return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
-
-
-def _plan_subpixel_conv2d(
-    arrays: Sequence[Optional[np.ndarray]],
-    upscale_factor: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    groups: Any,
-    layout: Any,
-    mode: Any,
-    num_threads: Any,
-) -> _ConvPlan:
-    md = _p.choice(mode, "mode", _p.MODES)
-    r = _p.positive_pair(upscale_factor, "upscale_factor")
-    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=False)
-    if c.out_channels % (r[0] * r[1]):
-        raise ValueError(
-            f"weight has {c.out_channels} output channels, not divisible by upscale_factor**2 = "
-            f"{r[0] * r[1]}"
-        )
-    geo = _p.conv_geometry(c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding)
-    native = _core.ConvCall(
-        "subpixel_conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads,
-        factor=r, dcr=md == "DCR",
-    )
-    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
-    shape = _p.output_shape(c.shapes, c.out_channels // (r[0] * r[1]), out_hw, c.layout)
-    return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
-
-
-@np.errstate(invalid="ignore", over="ignore")  # Inf*0 and Inf-Inf are the point here
-def _add_nonfinite_terms(
-    x4: np.ndarray,
-    w: np.ndarray,
-    y4: np.ndarray,
-    rerun: Callable[[np.ndarray], bool],
-    stride: Tuple[int, int],
-    dilation: Tuple[int, int],
-    crop: Tuple[int, int],
-    groups: int,
-    nhwc: bool,
-) -> None:
-    """Complete a transposed convolution whose non-finite weights the native kernels zeroed.
-
-    The definition multiplies a weight only by real input pixels, never by the padding or the
-    inserted zeros the kernels see, so NaN/Inf must land only where they reach. With
-    X = Xf + Xn and W = Wf + Wn (finite parts and non-finite entries), the native call gives
-    Xf*Wf exactly; Xn*W and Xf*Wn are added here as sparse scatters (IEEE sums of infinities
-    do not depend on the order)."""
-    xs = x4.transpose(0, 3, 1, 2) if nhwc else x4  # (N, C_in, H, W) views
-    ys = y4.transpose(0, 3, 1, 2) if nhwc else y4
-    cg_in, cg_out = xs.shape[1] // groups, w.shape[1]
-    x_bad = ~np.isfinite(xs)
-    if x_bad.any():
-        # The first native call multiplied Xn by the zeroed weights (NaN): redo it on Xf.
-        x_finite = np.where(~np.isfinite(x4), 0, x4)
-        rerun(x_finite)
-        xs = x_finite.transpose(0, 3, 1, 2) if nhwc else x_finite
-        n, ci, i, j = np.nonzero(x_bad)
-        values = x4.transpose(0, 3, 1, 2)[n, ci, i, j] if nhwc else x4[n, ci, i, j]
-        first_out = (ci // cg_in) * cg_out
-        for kh in range(w.shape[2]):
-            for kw in range(w.shape[3]):
-                oh = i * stride[0] + kh * dilation[0] - crop[0]
-                ow = j * stride[1] + kw * dilation[1] - crop[1]
-                keep = (oh >= 0) & (oh < ys.shape[2]) & (ow >= 0) & (ow < ys.shape[3])
-                channels = first_out[keep, None] + np.arange(cg_out)
-                np.add.at(
-                    ys,
-                    (n[keep, None], channels, oh[keep, None], ow[keep, None]),
-                    values[keep, None] * w[ci[keep], :, kh, kw],
-                )
-    for ci, co, kh, kw in zip(*np.nonzero(~np.isfinite(w))):
-        window = []
-        for axis, k in ((0, int(kh)), (1, int(kw))):
-            s, off = stride[axis], k * dilation[axis] - crop[axis]
-            lo = max(0, -(off // s))  # first input index i with i*s + off >= 0
-            hi = min(xs.shape[2 + axis], (ys.shape[2 + axis] - 1 - off) // s + 1)  # i*s + off < out
-            window.append((lo, hi, lo * s + off, s))
-        (i0, i1, o0, sh), (j0, j1, p0, sw) = window
-        if i0 >= i1 or j0 >= j1:
-            continue
-        terms = xs[:, ci, i0:i1, j0:j1] * w[ci, co, kh, kw]
-        terms[x_bad[:, ci, i0:i1, j0:j1]] = 0  # those pixels' products were added above
-        channel_out = (ci // cg_in) * cg_out + co
-        ys[:, channel_out, o0 : o0 + (i1 - i0 - 1) * sh + 1 : sh, p0 : p0 + (j1 - j0 - 1) * sw + 1 : sw] += terms
-
-
-def conv2d(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-    *,
-    layout: str = "NCHW",
-    out: Optional[np.ndarray] = None,
-    num_threads: Optional[int] = None,
-) -> np.ndarray:
-    """2-D correlation with the semantics of ``torch.nn.functional.conv2d``.
-
-    ``weight`` is ``(C_out, C_in/groups, kH, kW)``; ``padding`` takes the same forms as in
-    :func:`conv_transpose2d`, where ``"same"`` is TensorFlow's (``H_out = ceil(H/stride)``, the
-    odd extra row at the bottom/right), valid with any stride.
-
+conv1d: ConvFunction = _public(_conv_nd(1), "conv1d", _conv_doc(1, """
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.conv1d(np.ones((1, 2, 9)), np.ones((3, 2, 3)), stride=2).shape
+    (1, 3, 4)
+"""))
+conv2d: ConvFunction = _public(_conv_nd(2), "conv2d", _conv_doc(2, """
     Examples
     --------
     >>> import numpy as np, subpixel_ext as spx
     >>> spx.conv2d(np.ones((1, 1, 5, 5)), np.ones((2, 1, 3, 3)), padding="same", stride=2).shape
     (1, 2, 3, 3)
-    """
-    params = (stride, padding, dilation, groups, layout, num_threads)
-    return _planned_call("conv2d", (x, weight, bias), params, _plan_conv2d, out)
+"""))
+conv3d: ConvFunction = _public(_conv_nd(3), "conv3d", _conv_doc(3, """
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.conv3d(np.ones((2, 4, 4, 4)), np.ones((3, 2, 3, 3, 3)), padding=1).shape
+    (3, 4, 4, 4)
+"""))
 
-
-def subpixel_conv2d(
-    x: Any,
-    weight: Any,
-    upscale_factor: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-    *,
-    layout: str = "NCHW",
-    mode: str = "CRD",
-    out: Optional[np.ndarray] = None,
-    num_threads: Optional[int] = None,
-) -> np.ndarray:
-    """The sub-pixel convolution layer: ``pixel_shuffle(conv2d(x, weight, bias, ...), r)``.
+_SUBPIXEL_DOC = """The sub-pixel convolution layer: ``pixel_shuffle(conv{rank}d(x, weight, bias, ...), r)``.
 
     Computed in one pass: each convolution output channel is written straight to its place in
-    the shuffled result, the ``C*r*r`` tensor is never materialized. ``weight`` is
-    ``(C*rh*rw, C_in/groups, kH, kW)``, ``bias`` ``(C*rh*rw,)`` (the convolution's).
+    the shuffled result, the ``C*prod(r)`` tensor is never materialized. ``weight`` is
+    ``(C*prod(r), C_in/groups, {kernel})``, ``bias`` ``(C*prod(r),)`` (the convolution's);
+    ``upscale_factor`` an int or a tuple of {rank} ints; ``mode`` "CRD" (PyTorch) or "DCR".
+"""
 
+
+def _subpixel_doc(rank: int, examples: str) -> str:
+    return _SUBPIXEL_DOC.format(rank=rank, kernel=_SPATIAL[rank][2]) + examples
+
+
+subpixel_conv1d: SubpixelConvFunction = _public(_subpixel_conv(1), "subpixel_conv1d", _subpixel_doc(1, """
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.subpixel_conv1d(np.ones((1, 2, 8)), np.ones((12, 2, 3)), 4, padding=1).shape
+    (1, 3, 32)
+"""))
+subpixel_conv2d: SubpixelConvFunction = _public(_subpixel_conv(2), "subpixel_conv2d", _subpixel_doc(2, """
     Examples
     --------
     >>> import numpy as np, subpixel_ext as spx
     >>> spx.subpixel_conv2d(np.ones((1, 2, 4, 4)), np.ones((12, 2, 3, 3)), 2, padding=1).shape
     (1, 3, 8, 8)
-    """
-    params = (upscale_factor, stride, padding, dilation, groups, layout, mode, num_threads)
-    return _planned_call("subpixel_conv2d", (x, weight, bias), params, _plan_subpixel_conv2d, out)
+"""))
+subpixel_conv3d: SubpixelConvFunction = _public(_subpixel_conv(3), "subpixel_conv3d", _subpixel_doc(3, """
+    Examples
+    --------
+    >>> import numpy as np, subpixel_ext as spx
+    >>> spx.subpixel_conv3d(np.ones((1, 2, 3, 3, 3)), np.ones((16, 2, 3, 3, 3)), 2, padding=1).shape
+    (1, 2, 6, 6, 6)
+"""))
 
 
 def _shuffle(
-    x: Any,
-    factor: Any,
-    layout: str,
-    mode: str,
-    out: Optional[np.ndarray],
-    num_threads: Optional[int],
-    inverse: bool,
+    x: ArrayLike, factor: Any, layout: Optional[str], mode: str, out: Optional[np.ndarray],
+    num_threads: Optional[int], inverse: bool,
 ) -> np.ndarray:
     name = "downscale_factor" if inverse else "upscale_factor"
-    layout = _p.choice(layout, "layout", _p.LAYOUTS)
-    mode = _p.choice(mode, "mode", _p.MODES)
     threads = _p.num_threads(num_threads)
     xa = _p.as_array(x, "x")
-    r = _p.positive_pair(factor, name)
-    shape, batch, c, h, w = _p.shuffle_shapes(xa, r, layout, inverse, name)
+    spec = _p.shuffle_spec(xa.shape, factor, layout, mode, inverse, name)
     dtype = _p.result_dtype(xa)
-    _p.checked_elements(shape, dtype.itemsize, "the result")
-    y = _p.check_out(out, shape, dtype, [xa])
+    _p.checked_elements(spec.out_shape, dtype.itemsize, "the result")
+    y = _p.check_out(out, spec.out_shape, dtype, [xa])
     if y.size:
-        # The native side is described from the high-resolution tensor's point of view.
-        hi_c, lo_h, lo_w = (c, h // r[0], w // r[1]) if inverse else (c // (r[0] * r[1]), h, w)
         _core.pixel_shuffle(
-            _p.as_compute(xa, dtype), y, batch, hi_c, lo_h, lo_w, r,
-            mode == "DCR", layout == "NHWC", inverse, threads,
+            _p.as_compute(xa, dtype), y, spec.batch, spec.channels_hi, list(spec.spatial_lo), list(spec.factor),
+            spec.dcr, spec.channels_last, inverse, threads,
         )
     return y
 
 
 def pixel_shuffle(
-    x: Any,
-    upscale_factor: Any,
+    x: ArrayLike,
+    upscale_factor: IntOrTuple,
     *,
-    layout: str = "NCHW",
+    layout: Optional[str] = None,
     mode: str = "CRD",
     out: Optional[np.ndarray] = None,
     num_threads: Optional[int] = None,
 ) -> np.ndarray:
-    """Rearrange ``(..., C*rh*rw, H, W)`` into ``(..., C, H*rh, W*rw)`` (channels last with NHWC).
+    """Rearrange ``(..., C*prod(r), *spatial)`` into ``(..., C, *(spatial*r))``.
 
-    ``mode="CRD"`` is PyTorch's order (ONNX DepthToSpace CRD):
-    ``out[c, h*rh+i, w*rw+j] = in[c*rh*rw + i*rw + j, h, w]``; ``mode="DCR"`` is TensorFlow's
-    ``depth_to_space`` (ONNX default): ``out[c, h*rh+i, w*rw+j] = in[(i*rw+j)*C + c, h, w]``.
+    An int ``upscale_factor`` is a 2-D shuffle; a tuple of 1, 2 or 3 ints shuffles that many
+    trailing spatial axes. ``layout`` is channels first by default (``"NCHW"``, ``"NCL"``,
+    ``"NCDHW"`` or ``"channels_first"``), channels last with ``"NHWC"`` / ``"NLC"`` /
+    ``"NDHWC"`` / ``"channels_last"``. ``mode="CRD"`` is PyTorch's order (ONNX DepthToSpace
+    CRD): the channel axis holds ``(c, *r)``, ``out[c, h*rh+i, w*rw+j] = in[c*rh*rw + i*rw + j, h, w]``;
+    ``mode="DCR"`` is TensorFlow's ``depth_to_space`` (ONNX default), ``(*r, c)``:
+    ``out[c, h*rh+i, w*rw+j] = in[(i*rw+j)*C + c, h, w]``.
 
     Examples
     --------
@@ -436,20 +394,22 @@ def pixel_shuffle(
     >>> spx.pixel_shuffle(np.arange(4.0).reshape(4, 1, 1), 2)[0]
     array([[0., 1.],
            [2., 3.]])
+    >>> spx.pixel_shuffle(np.arange(6.0).reshape(1, 3, 2), (3,))
+    array([[[0., 2., 4., 1., 3., 5.]]])
     """
     return _shuffle(x, upscale_factor, layout, mode, out, num_threads, inverse=False)
 
 
 def pixel_unshuffle(
-    x: Any,
-    downscale_factor: Any,
+    x: ArrayLike,
+    downscale_factor: IntOrTuple,
     *,
-    layout: str = "NCHW",
+    layout: Optional[str] = None,
     mode: str = "CRD",
     out: Optional[np.ndarray] = None,
     num_threads: Optional[int] = None,
 ) -> np.ndarray:
-    """The inverse of :func:`pixel_shuffle` (same ``layout`` and ``mode`` conventions).
+    """The inverse of :func:`pixel_shuffle` (same factor, ``layout`` and ``mode`` conventions).
 
     Examples
     --------
@@ -460,12 +420,29 @@ def pixel_unshuffle(
     return _shuffle(x, downscale_factor, layout, mode, out, num_threads, inverse=True)
 
 
-def zero_insert(
-    x: Any, stride: Any, *, out: Optional[np.ndarray] = None, num_threads: Optional[int] = None
-) -> np.ndarray:
-    """Spread the last two axes apart: ``(..., H, W) -> (..., H*sh, W*sw)``, zeros in between.
+def _trailing_axes(stride: Any, ndim: int, name: str) -> Tuple[int, ...]:
+    """An int stride means the last two axes; a tuple of k ints the last k."""
+    rank = 2 if isinstance(stride, (int, np.integer)) and not isinstance(stride, (bool, np.bool_)) else None
+    if rank is None:
+        try:
+            rank = len(stride)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a tuple of 1 to 3 ints, got {stride!r}") from None
+    if not 1 <= rank <= 3:
+        raise ValueError(f"{name} must be an int or a tuple of 1 to 3 ints, got {stride!r}")
+    values = _p.per_axis(stride, name, rank, minimum=1)
+    if ndim < rank:
+        raise ValueError(f"x must have at least {rank} dimensions for {name}={stride!r}")
+    return values
 
-    ``x[..., i, j]`` lands at ``[..., i*sh, j*sw]``: the input of the direct method.
+
+def zero_insert(
+    x: ArrayLike, stride: IntOrTuple, *, out: Optional[np.ndarray] = None, num_threads: Optional[int] = None
+) -> np.ndarray:
+    """Spread the trailing axes apart: ``(..., H, W) -> (..., H*sh, W*sw)``, zeros in between.
+
+    ``x[..., i, j]`` lands at ``[..., i*sh, j*sw]``: the input of the direct method. An int
+    stride spreads the last two axes, a tuple of 1, 2 or 3 ints that many trailing axes.
 
     Examples
     --------
@@ -473,29 +450,30 @@ def zero_insert(
     >>> spx.zero_insert(np.array([[1.0, 2.0]]), 2)
     array([[1., 0., 2., 0.],
            [0., 0., 0., 0.]])
+    >>> spx.zero_insert(np.array([1.0, 2.0]), (3,))
+    array([1., 0., 0., 2., 0., 0.])
     """
     threads = _p.num_threads(num_threads)
     xa = _p.as_array(x, "x")
-    s = _p.positive_pair(stride, "stride")
-    if xa.ndim < 2:
-        raise ValueError(f"x must have at least 2 dimensions, got shape {xa.shape}")
-    h, w = xa.shape[-2:]
+    s = _trailing_axes(stride, xa.ndim, "stride")
+    rank = len(s)
+    spatial = xa.shape[xa.ndim - rank:]
     dtype = _p.result_dtype(xa)
-    shape = xa.shape[:-2] + (h * s[0], w * s[1])
+    shape = xa.shape[: xa.ndim - rank] + tuple(n * k for n, k in zip(spatial, s))
     _p.checked_elements(shape, dtype.itemsize, "the result")
     y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
-        _core.zero_insert(
-            _p.as_compute(xa, dtype).reshape(-1, h, w), y.reshape(-1, h * s[0], w * s[1]), s, threads
-        )
+        src = _p.as_compute(xa, dtype).reshape((-1,) + spatial)
+        _core.zero_insert(src, y.reshape((-1,) + shape[xa.ndim - rank:]), list(s), threads)
     return y
 
 
-def split_kernel(kernel: Any, stride: Any) -> np.ndarray:
-    """The stride**2 sub-kernels of a kernel: ``(..., kH, kW) -> (sh*sw, ..., ceil(kH/sh), ceil(kW/sw))``.
+def split_kernel(kernel: ArrayLike, stride: IntOrTuple) -> np.ndarray:
+    """The ``prod(stride)`` sub-kernels of a kernel: ``(..., kH, kW) -> (sh*sw, ..., ceil(kH/sh), ceil(kW/sw))``.
 
     Sub-kernel ``a*sw + b`` is ``kernel[..., a::sh, b::sw]`` of the kernel zero-padded at the end
-    to a multiple of the stride.
+    to a multiple of the stride. An int stride splits the last two axes, a tuple of k ints the
+    last k (sub-kernels in row-major phase order).
 
     Examples
     --------
@@ -505,17 +483,14 @@ def split_kernel(kernel: Any, stride: Any) -> np.ndarray:
            [6., 8.]])
     """
     ka = _p.as_array(kernel, "kernel")
-    sh, sw = _p.positive_pair(stride, "stride")
-    if ka.ndim < 2:
-        raise ValueError(f"kernel must have at least 2 dimensions, got shape {ka.shape}")
-    kh, kw = ka.shape[-2:]
-    th, tw = -(-kh // sh), -(-kw // sw)
-    lead = ka.shape[:-2]
-    padded = np.zeros(lead + (th * sh, tw * sw), dtype=_p.result_dtype(ka))
-    padded[..., :kh, :kw] = ka
-    # (..., th, sh, tw, sw) -> (sh, sw, ..., th, tw)
-    blocks = padded.reshape(lead + (th, sh, tw, sw))
+    s = _trailing_axes(stride, ka.ndim, "stride")
+    rank = len(s)
+    lead, k = ka.shape[: ka.ndim - rank], ka.shape[ka.ndim - rank:]
+    taps = tuple(-(-n // r) for n, r in zip(k, s))
+    padded = np.zeros(lead + tuple(t * r for t, r in zip(taps, s)), dtype=_p.result_dtype(ka))
+    padded[(Ellipsis,) + tuple(slice(0, n) for n in k)] = ka
+    # (..., t0, s0, t1, s1, ...) -> (s0, s1, ..., lead..., t0, t1, ...)
     n = len(lead)
-    order = (n + 1, n + 3) + tuple(range(n)) + (n, n + 2)
-    return np.ascontiguousarray(blocks.transpose(order).reshape((sh * sw,) + lead + (th, tw)))
-
+    blocks = padded.reshape(lead + tuple(v for pair in zip(taps, s) for v in pair))
+    order = tuple(n + 2 * a + 1 for a in range(rank)) + tuple(range(n)) + tuple(n + 2 * a for a in range(rank))
+    return np.ascontiguousarray(blocks.transpose(order).reshape((int(np.prod(s)),) + lead + taps))
