@@ -14,8 +14,13 @@ namespace spx_bind {
 
 namespace py = pybind11;
 
-inline void require(bool ok, const std::string& message) {
+inline void require(bool ok, const char* message) {
   if (!ok) throw py::value_error(message);
+}
+
+// As require(), naming the argument; the message is only built on failure.
+inline void require_named(bool ok, const char* name, const char* what) {
+  if (!ok) throw py::value_error(std::string(name) + " " + what);
 }
 
 template <typename T>
@@ -35,7 +40,7 @@ inline bool overlaps(const py::array& a, const py::array& b) {
 // `rank` per-axis values as the engine's three axes, `fill` on the leading unused ones.
 inline spx::Extent to_extent(const std::vector<int64_t>& values, size_t rank, int64_t fill, const char* name) {
   require(rank >= 1 && rank <= spx::kMaxRank, "rank must be 1, 2 or 3");
-  require(values.size() == rank, std::string(name) + " must have one entry per spatial axis");
+  require_named(values.size() == rank, name, "must have one entry per spatial axis");
   spx::Extent e{fill, fill, fill};
   for (size_t a = 0; a < rank; ++a) e[spx::kMaxRank - rank + a] = values[a];
   return e;
@@ -48,7 +53,7 @@ struct ArrayDims {
 };
 
 inline ArrayDims array_dims(const py::array& a, size_t rank, bool channels_last, const char* name) {
-  require(a.ndim() == static_cast<py::ssize_t>(rank + 2), std::string(name) + " must have rank + 2 dimensions");
+  require_named(a.ndim() == static_cast<py::ssize_t>(rank + 2), name, "must have rank + 2 dimensions");
   ArrayDims d{a.shape(0), channels_last ? a.shape(a.ndim() - 1) : a.shape(1), {1, 1, 1}};
   for (size_t i = 0; i < rank; ++i) d.spatial[spx::kMaxRank - rank + i] = a.shape(static_cast<py::ssize_t>(i + (channels_last ? 1 : 2)));
   return d;

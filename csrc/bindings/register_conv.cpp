@@ -33,7 +33,7 @@ class BoundOperator {
     throw py::type_error("weight and bias must be C-contiguous float32 or float64 of the same dtype");
   }
 
-  void call(const py::array& x, py::array out, int threads) const {
+  void call(const py::array& x, py::array out, const Ints& pad_begin, int threads) const {
     const spx::OpParams& p = f32_ ? f32_->params() : f64_->params();
     const ArrayDims xd = array_dims(x, rank_, p.channels_last, "x"), yd = array_dims(out, rank_, p.channels_last, "out");
     require(xd.channels == p.in_channels, "x does not have the weight's input channels");
@@ -46,9 +46,11 @@ class BoundOperator {
     require(!overlaps(out, x) && !overlaps(out, weight_) && (bias_.is_none() || !overlaps(out, bias_.cast<py::array>())),
             "out overlaps an input array");
     require(out.writeable(), "out is read-only");
+    const spx::Extent pad = to_extent(pad_begin, rank_, 0, "pad_begin");
+    for (int64_t v : pad) require(v >= 0, "pad_begin must be >= 0");
     const int nt = spx::resolve_threads(threads);
-    if (f32_ && has_type<float>(x) && has_type<float>(out)) return run(*f32_, xd, yd, x, out, nt);
-    if (f64_ && has_type<double>(x) && has_type<double>(out)) return run(*f64_, xd, yd, x, out, nt);
+    if (f32_ && has_type<float>(x) && has_type<float>(out)) return run(*f32_, f32_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
+    if (f64_ && has_type<double>(x) && has_type<double>(out)) return run(*f64_, f64_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
     throw py::type_error("x and out must be C-contiguous arrays of the weight's dtype");
   }
 
@@ -67,12 +69,12 @@ class BoundOperator {
   }
 
   template <typename T>
-  static void run(const spx::ConvOperator<T>& op, const ArrayDims& xd, const ArrayDims& yd, const py::array& x,
-                  py::array& out, int threads) {
+  static void run(const spx::ConvOperator<T>& op, const spx::ConvShape& shape, const py::array& x, py::array& out,
+                  int threads) {
     const T* xp = static_cast<const T*>(x.data());
     T* yp = static_cast<T*>(out.mutable_data());
     py::gil_scoped_release nogil;
-    op.run(xd.batch, xd.spatial, yd.spatial, xp, yp, threads);
+    op.run(shape, xp, yp, threads);
   }
 
   py::array weight_;
@@ -82,16 +84,14 @@ class BoundOperator {
   std::unique_ptr<spx::ConvOperator<double>> f64_;
 };
 
-spx::OpParams geometry(spx::OpKind kind, size_t rank, const Ints& stride, const Ints& dilation, const Ints& pad_begin,
-                       int64_t groups, bool channels_last) {
+spx::OpParams geometry(spx::OpKind kind, size_t rank, const Ints& stride, const Ints& dilation, int64_t groups,
+                       bool channels_last) {
   spx::OpParams p;
   p.kind = kind;
   p.stride = to_extent(stride, rank, 1, "stride");
   p.dilation = to_extent(dilation, rank, 1, "dilation");
-  p.pad_begin = to_extent(pad_begin, rank, 0, "pad_begin");
   for (size_t a = 0; a < spx::kMaxRank; ++a) {
     require(p.stride[a] >= 1 && p.dilation[a] >= 1, "stride and dilation must be >= 1");
-    require(p.pad_begin[a] >= 0, "pad_begin must be >= 0");
   }
   p.groups = groups;
   p.channels_last = channels_last;
@@ -104,11 +104,11 @@ size_t rank_of(const py::array& weight) {
 }
 
 struct Conv : BoundOperator {
-  Conv(py::array w, py::object bias, const Ints& stride, const Ints& dilation, const Ints& pad, int64_t groups,
-       bool channels_last, spx::Activation act, double slope)
-      : BoundOperator(params(w, stride, dilation, pad, groups, channels_last), w, std::move(bias), act, slope) {}
-  static spx::OpParams params(const py::array& w, const Ints& s, const Ints& d, const Ints& pad, int64_t g, bool cl) {
-    spx::OpParams p = geometry(spx::OpKind::kConv, rank_of(w), s, d, pad, g, cl);
+  Conv(py::array w, py::object bias, const Ints& stride, const Ints& dilation, int64_t groups, bool channels_last,
+       spx::Activation act, double slope)
+      : BoundOperator(params(w, stride, dilation, groups, channels_last), w, std::move(bias), act, slope) {}
+  static spx::OpParams params(const py::array& w, const Ints& s, const Ints& d, int64_t g, bool cl) {
+    spx::OpParams p = geometry(spx::OpKind::kConv, rank_of(w), s, d, g, cl);
     p.in_channels = w.shape(1) * g;
     p.out_channels = w.shape(0);
     require(p.out_channels % g == 0, "groups must divide the output channels");
@@ -117,12 +117,12 @@ struct Conv : BoundOperator {
 };
 
 struct ConvTranspose : BoundOperator {
-  ConvTranspose(py::array w, py::object bias, const Ints& stride, const Ints& dilation, const Ints& crop,
-                int64_t groups, bool channels_last, spx::TransposedMethod method, spx::Activation act, double slope)
-      : BoundOperator(params(w, stride, dilation, crop, groups, channels_last, method), w, std::move(bias), act, slope) {}
-  static spx::OpParams params(const py::array& w, const Ints& s, const Ints& d, const Ints& crop, int64_t g, bool cl,
+  ConvTranspose(py::array w, py::object bias, const Ints& stride, const Ints& dilation, int64_t groups,
+                bool channels_last, spx::TransposedMethod method, spx::Activation act, double slope)
+      : BoundOperator(params(w, stride, dilation, groups, channels_last, method), w, std::move(bias), act, slope) {}
+  static spx::OpParams params(const py::array& w, const Ints& s, const Ints& d, int64_t g, bool cl,
                               spx::TransposedMethod method) {
-    spx::OpParams p = geometry(spx::OpKind::kConvTranspose, rank_of(w), s, d, crop, g, cl);
+    spx::OpParams p = geometry(spx::OpKind::kConvTranspose, rank_of(w), s, d, g, cl);
     p.method = method;
     p.in_channels = w.shape(0);
     p.out_channels = w.shape(1) * g;
@@ -132,12 +132,11 @@ struct ConvTranspose : BoundOperator {
 
 struct SubpixelConv : BoundOperator {
   SubpixelConv(py::array w, py::object bias, const Ints& factor, bool dcr, const Ints& stride, const Ints& dilation,
-               const Ints& pad, int64_t groups, bool channels_last, spx::Activation act, double slope)
-      : BoundOperator(params(w, factor, dcr, stride, dilation, pad, groups, channels_last), w, std::move(bias), act,
-                      slope) {}
+               int64_t groups, bool channels_last, spx::Activation act, double slope)
+      : BoundOperator(params(w, factor, dcr, stride, dilation, groups, channels_last), w, std::move(bias), act, slope) {}
   static spx::OpParams params(const py::array& w, const Ints& factor, bool dcr, const Ints& s, const Ints& d,
-                              const Ints& pad, int64_t g, bool cl) {
-    spx::OpParams p = Conv::params(w, s, d, pad, g, cl);
+                              int64_t g, bool cl) {
+    spx::OpParams p = Conv::params(w, s, d, g, cl);
     p.kind = spx::OpKind::kSubpixel;
     p.factor = to_extent(factor, rank_of(w), 1, "factor");
     for (int64_t r : p.factor) require(r >= 1, "factor must be >= 1");
@@ -162,23 +161,23 @@ void register_conv(py::module_& m) {
       .value("tanh", spx::Activation::kTanh)
       .value("sigmoid", spx::Activation::kSigmoid);
   py::class_<BoundOperator>(m, "Operator", "A convolution operator; call it with (x, out, threads).")
-      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("threads"));
-  py::class_<Conv, BoundOperator>(m, "Conv", "conv{1,2,3}d; pad_begin is the zero padding at the start.")
-      .def(py::init<py::array, py::object, const Ints&, const Ints&, const Ints&, int64_t, bool, spx::Activation, double>(),
-           py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("pad_begin"),
-           py::arg("groups"), py::arg("channels_last"), py::arg("activation"), py::arg("negative_slope"));
+      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
+           "pad_begin: the zero padding at the start (conv) or the crop of the full output (transposed).");
+  py::class_<Conv, BoundOperator>(m, "Conv", "conv{1,2,3}d.")
+      .def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::Activation, double>(),
+           py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"),
+           py::arg("channels_last"), py::arg("activation"), py::arg("negative_slope"));
   py::class_<ConvTranspose, BoundOperator>(m, "ConvTranspose",
-                                           "conv_transpose{1,2,3}d; crop is the start of the full output's window.")
-      .def(py::init<py::array, py::object, const Ints&, const Ints&, const Ints&, int64_t, bool, spx::TransposedMethod,
+                                           "conv_transpose{1,2,3}d.")
+      .def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::TransposedMethod,
                     spx::Activation, double>(),
-           py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("crop"),
-           py::arg("groups"), py::arg("channels_last"), py::arg("method"), py::arg("activation"),
+           py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"), py::arg("channels_last"), py::arg("method"), py::arg("activation"),
            py::arg("negative_slope"));
   py::class_<SubpixelConv, BoundOperator>(m, "SubpixelConv", "pixel_shuffle(conv(x)) in one pass.")
-      .def(py::init<py::array, py::object, const Ints&, bool, const Ints&, const Ints&, const Ints&, int64_t, bool,
+      .def(py::init<py::array, py::object, const Ints&, bool, const Ints&, const Ints&, int64_t, bool,
                     spx::Activation, double>(),
            py::arg("weight"), py::arg("bias"), py::arg("factor"), py::arg("dcr"), py::arg("stride"),
-           py::arg("dilation"), py::arg("pad_begin"), py::arg("groups"), py::arg("channels_last"),
+           py::arg("dilation"), py::arg("groups"), py::arg("channels_last"),
            py::arg("activation"), py::arg("negative_slope"));
 }
 

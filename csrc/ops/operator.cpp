@@ -25,7 +25,7 @@ TileShapes tiles_for<double>() { return tile_shapes(kernels().f64); }
 }  // namespace
 
 template <typename T>
-ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& out) const {
+ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& out, const Extent& pad_begin) const {
   ConvShape s;
   s.batch = batch;
   s.in_channels = params_.in_channels;
@@ -35,7 +35,7 @@ ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& 
   s.kernel = params_.kernel;
   s.stride = params_.stride;
   s.dilation = params_.dilation;
-  s.pad_begin = params_.pad_begin;
+  s.pad_begin = pad_begin;
   s.groups = params_.groups;
   s.channels_last = params_.channels_last;
   return s;
@@ -46,6 +46,7 @@ std::shared_ptr<const ConvPlan> ConvOperator<T>::plan(const ConvShape& s, int th
   std::vector<int64_t> key{s.batch, threads};
   key.insert(key.end(), s.in.begin(), s.in.end());
   key.insert(key.end(), s.out.begin(), s.out.end());
+  key.insert(key.end(), s.pad_begin.begin(), s.pad_begin.end());
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& entry : plans_)
@@ -84,9 +85,8 @@ bool ConvOperator<T>::runs_as_scatter(const ConvShape& s) const {
 }
 
 template <typename T>
-void ConvOperator<T>::run(int64_t batch, const Extent& in, const Extent& out, const T* x, T* y, int threads) const {
-  const ConvShape s = shape(batch, in, out);
-  const int64_t y_elements = checked_mul(checked_mul(batch, s.out_channels, "output"), volume(out), "output");
+void ConvOperator<T>::run(const ConvShape& s, const T* x, T* y, int threads) const {
+  const int64_t y_elements = checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output");
   if (runs_as_scatter(s)) {
     scatter_transposed(s, x, weight_, bias_, y);  // the definition, non-finite weights included
     apply_activation(y, y_elements, epilogue_);

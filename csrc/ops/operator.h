@@ -21,7 +21,7 @@ enum class OpKind { kConv, kConvTranspose, kSubpixel };
 struct OpParams {
   OpKind kind = OpKind::kConv;
   TransposedMethod method = TransposedMethod::kPolyphase;  // transposed only
-  Extent kernel{}, stride{}, dilation{}, pad_begin{};
+  Extent kernel{}, stride{}, dilation{};
   Extent factor{1, 1, 1};  // sub-pixel only
   bool dcr = false;        // sub-pixel only
   int64_t groups = 1, in_channels = 0, out_channels = 0;  // out_channels: of the result
@@ -36,12 +36,13 @@ class ConvOperator {
       : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue) {}
 
   const OpParams& params() const { return params_; }
-  ConvShape shape(int64_t batch, const Extent& in, const Extent& out) const;
+  // pad_begin: conv zero padding at the start, or the transposed convolution's crop.
+  ConvShape shape(int64_t batch, const Extent& in, const Extent& out, const Extent& pad_begin) const;
   // The plan for an input shape (cached) and the packed weights it needs (cached).
   std::shared_ptr<const ConvPlan> plan(const ConvShape& shape, int threads) const;
   std::shared_ptr<const PackedWeights<T>> packed(const ConvPlan& plan) const;
   // y = op(x) for x and y of the given batch and spatial sizes, C-contiguous in the layout.
-  void run(int64_t batch, const Extent& in, const Extent& out, const T* x, T* y, int threads) const;
+  void run(const ConvShape& shape, const T* x, T* y, int threads) const;
 
  private:
   bool runs_as_scatter(const ConvShape& shape) const;

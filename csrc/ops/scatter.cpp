@@ -24,23 +24,38 @@ struct Scatter {
   int64_t target(const Extent& i, const Extent& k) const {
     int64_t offset = 0;
     for (size_t a = 0; a < kMaxRank; ++a) {
-      const int64_t o = i[a] * s.stride[a] + k[a] * s.dilation[a] - s.pad_begin[a];
+      const int64_t o = output_index(i, k[a], a);
       if (o < 0 || o >= s.out[a]) return -1;
       offset += o * ys.spatial[a];
     }
     return offset;
   }
+  int64_t output_index(const Extent& i, int64_t k, size_t a) const {
+    return i[a] * s.stride[a] + k * s.dilation[a] - s.pad_begin[a];
+  }
   int64_t x_offset(int64_t n, int64_t c, const Extent& i) const {
     return n * xs.n + c * xs.c + i[0] * xs.spatial[0] + i[1] * xs.spatial[1] + i[2] * xs.spatial[2];
   }
-  // y[n, every output channel of input channel ci's group, target] += x * w[ci, :, k]
+  // y[n, every output channel of input channel ci's group, every output x reaches] += x * w[ci, :, k]
   template <typename T>
-  void add(T xv, const T* w, int64_t n, int64_t ci, const Extent& i, const Extent& k, T* y) const {
-    const int64_t to = target(i, k);
-    if (to < 0) return;
-    T* out = y + n * ys.n + to + (ci / cg_in) * cg_out * ys.c;
-    const T* wp = w + ci * cg_out * taps + kernel_index(s, k);
-    for (int64_t co = 0; co < cg_out; ++co) out[co * ys.c] += xv * wp[co * taps];
+  void add_all_taps(T xv, const T* w, int64_t n, int64_t ci, const Extent& i, T* y) const {
+    T* out = y + n * ys.n + (ci / cg_in) * cg_out * ys.c;
+    const T* wp = w + ci * cg_out * taps;
+    for (int64_t k0 = 0; k0 < s.kernel[0]; ++k0) {
+      const int64_t o0 = output_index(i, k0, 0);
+      if (o0 < 0 || o0 >= s.out[0]) continue;
+      for (int64_t k1 = 0; k1 < s.kernel[1]; ++k1) {
+        const int64_t o1 = output_index(i, k1, 1);
+        if (o1 < 0 || o1 >= s.out[1]) continue;
+        for (int64_t k2 = 0; k2 < s.kernel[2]; ++k2) {
+          const int64_t o2 = output_index(i, k2, 2);
+          if (o2 < 0 || o2 >= s.out[2]) continue;
+          T* o = out + o0 * ys.spatial[0] + o1 * ys.spatial[1] + o2 * ys.spatial[2];
+          const T* wk = wp + (k0 * s.kernel[1] + k1) * s.kernel[2] + k2;
+          for (int64_t co = 0; co < cg_out; ++co) o[co * ys.c] += xv * wk[co * taps];
+        }
+      }
+    }
   }
 };
 
@@ -65,8 +80,7 @@ void scatter_transposed(const ConvShape& s, const T* x, const T* w, const T* bia
   for (int64_t n = 0; n < s.batch; ++n)
     for (int64_t ci = 0; ci < s.in_channels; ++ci)
       for_each_pixel(s.in, [&](const Extent& i) {
-        const T xv = x[sc.x_offset(n, ci, i)];
-        for_each_kernel_element(s, [&](const Extent& k) { sc.add(xv, w, n, ci, i, k, y); });
+        sc.add_all_taps(x[sc.x_offset(n, ci, i)], w, n, ci, i, y);
       });
 }
 
@@ -80,8 +94,7 @@ void add_nonfinite_terms(const ConvShape& s, const T* x, const T* w, T* y) {
     for (int64_t ci = 0; ci < s.in_channels; ++ci)
       for_each_pixel(s.in, [&](const Extent& i) {
         const T xv = x[sc.x_offset(n, ci, i)];
-        if (std::isfinite(xv)) return;
-        for_each_kernel_element(s, [&](const Extent& k) { sc.add(xv, w, n, ci, i, k, y); });
+        if (!std::isfinite(xv)) sc.add_all_taps(xv, w, n, ci, i, y);
       });
   for (int64_t ci = 0; ci < s.in_channels; ++ci)
     for (int64_t co = 0; co < sc.cg_out; ++co)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from . import _params as _p
-from ._layers import METHODS, native_operator, parse_activation, run_native
+from ._layers import METHODS, operator_factory, parse_activation, run_native
 from ._typing import ArrayLike, IntOrTuple, OutputSize, Padding
 
 
@@ -24,10 +24,8 @@ class _ConvPlan:
     params: _p.ConvParams
     geometry: _p.ConvGeometry
     dtype: np.dtype
-    method: str
-    activation: Optional[str]
-    negative_slope: float
     threads: int
+    make_operator: Callable[[np.ndarray, Optional[np.ndarray]], Any]
 
 
 # Validated plans by (operation, input shapes and dtypes, parameters): a repeated call skips
@@ -35,6 +33,9 @@ class _ConvPlan:
 # (lists) simply bypass it.
 _PLANS: Dict[Hashable, _ConvPlan] = {}
 _MAX_PLANS = 256
+
+
+_SCALARS = frozenset((int, str, float, type(None)))
 
 
 def _plain(value: Any) -> bool:
@@ -67,7 +68,7 @@ def _build_plan(
     geometry = _p.conv_geometry(params, x.shape, output_size)
     dtype = _p.result_dtype(x, weight, bias)
     _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
-    return _ConvPlan(params, geometry, dtype, meth, act, slope, threads)
+    return _ConvPlan(params, geometry, dtype, threads, operator_factory(params, meth, act, slope))
 
 
 def _conv(
@@ -78,10 +79,11 @@ def _conv(
     arrays = _arrays(x, weight, bias)
     xa, wa, ba = arrays
     values = tuple(settings.values()) + options
+    types = tuple(map(type, values))
     key = None
-    if all(_plain(v) for v in values):
+    if _SCALARS.issuperset(types) or all(_plain(v) for v in values):
         # Parameters are compared by value *and* type: True == 1 and 2.0 == 2 as dict keys.
-        key = (kind, rank, values, tuple(map(type, values)), xa.shape, xa.dtype, wa.shape, wa.dtype,
+        key = (kind, rank, values, types, xa.shape, xa.dtype, wa.shape, wa.dtype,
                None if ba is None else (ba.shape, ba.dtype))
         plan = _PLANS.get(key)
     else:
@@ -95,7 +97,7 @@ def _conv(
     dtype = plan.dtype
     xc, wc = _p.as_compute(xa, dtype), _p.as_compute(wa, dtype)
     bc = None if ba is None else _p.as_compute(ba, dtype)
-    native = native_operator(plan.params, wc, bc, plan.method, plan.activation, plan.negative_slope)
+    native = plan.make_operator(wc, bc)
     converted = tuple(a for a, c in ((xa, xc), (wa, wc), (ba, bc)) if a is not None and a is not c)
     return run_native(native, plan.geometry, xc, dtype, out, plan.threads, converted)
 

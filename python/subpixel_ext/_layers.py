@@ -8,7 +8,7 @@ layer called in a loop repeats neither. The functional API runs the same operato
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -29,23 +29,20 @@ def parse_activation(activation: Any, negative_slope: Any) -> Tuple[Optional[str
     return activation, float(negative_slope)
 
 
-def native_operator(
-    params: _p.ConvParams,
-    weight: np.ndarray,
-    bias: Optional[np.ndarray],
-    method: str,
-    activation: Optional[str],
-    negative_slope: float,
-) -> Any:
-    """The native operator for `params`, reading `weight` and `bias` (kept alive by it) in place."""
+def operator_factory(
+    params: _p.ConvParams, method: str, activation: Optional[str], negative_slope: float
+) -> Callable[[np.ndarray, Optional[np.ndarray]], Any]:
+    """``make(weight, bias)`` -> the native operator for `params`, which reads `weight` and
+    `bias` in place (and keeps them alive)."""
     act = getattr(_core.Activation, activation or "none")
     common = (list(params.stride), list(params.dilation), params.groups, params.channels_last)
     if params.kind == "conv_transpose":
         meth = _core.Method.direct if method == "direct" else _core.Method.polyphase
-        return _core.ConvTranspose(weight, bias, *common, meth, act, negative_slope)
+        return lambda w, b: _core.ConvTranspose(w, b, *common, meth, act, negative_slope)
     if params.kind == "subpixel":
-        return _core.SubpixelConv(weight, bias, list(params.factor), params.dcr, *common, act, negative_slope)
-    return _core.Conv(weight, bias, *common, act, negative_slope)
+        factor = list(params.factor)
+        return lambda w, b: _core.SubpixelConv(w, b, factor, params.dcr, *common, act, negative_slope)
+    return lambda w, b: _core.Conv(w, b, *common, act, negative_slope)
 
 
 def run_native(
@@ -67,8 +64,21 @@ def run_native(
         y = _p.check_out(out, geometry.out_shape, dtype, [a for a in originals if a is not None])
     if y.size:
         x_batched, y_batched = (x, y) if geometry.batched else (x[None], y[None])
-        native(x_batched, y_batched, list(geometry.pad_begin), threads)
+        native(x_batched, y_batched, geometry.pad_begin, threads)
     return y
+
+
+class _PreparedCall:
+    """What a layer derives once per input shape and dtype: geometry and operator."""
+
+    __slots__ = ("geometry", "dtype", "native")
+
+    def __init__(self, geometry: _p.ConvGeometry, dtype: np.dtype, native: Any) -> None:
+        self.geometry, self.dtype, self.native = geometry, dtype, native
+
+    def run(self, x: np.ndarray, out: Optional[np.ndarray], threads: int) -> np.ndarray:
+        xc = x if x.dtype is self.dtype and x.flags.c_contiguous else _p.as_compute(x, self.dtype)
+        return run_native(self.native, self.geometry, xc, self.dtype, out, threads, (x,) if xc is not x else ())
 
 
 class _ConvLayer:
@@ -98,7 +108,7 @@ class _ConvLayer:
         self._weight = _private_copy(w, dtype)
         self._bias = None if b is None else _private_copy(b, dtype)
         self._natives: Dict[np.dtype, Any] = {}
-        self._geometries: Dict[Tuple[Any, ...], _p.ConvGeometry] = {}
+        self._calls: Dict[Tuple[Any, ...], _PreparedCall] = {}
         self._lock = threading.Lock()
 
     # -- reading back ------------------------------------------------------------------------
@@ -164,14 +174,16 @@ class _ConvLayer:
     def _described(self) -> Dict[str, Any]:
         """Settings that differ from their defaults, for repr."""
         p = self._params
-        items: Dict[str, Any] = {"stride": p.stride, "padding": p.padding, "dilation": p.dilation}
-        shown = {k: v for k, v in items.items() if not (isinstance(v, tuple) and all(e in (1, (0, 0)) for e in v) and (k != "stride" or set(v) == {1}))}
-        if p.groups != 1:
-            shown["groups"] = p.groups
-        if p.channels_last:
-            shown["layout"] = self.layout
-        if self._activation is not None:
-            shown["activation"] = self._activation
+        ones, no_padding = (1,) * p.rank, ((0, 0),) * p.rank
+        candidates: Dict[str, Tuple[Any, Any]] = {
+            "upscale_factor": (p.factor, ones), "stride": (p.stride, ones), "padding": (p.padding, no_padding),
+            "output_padding": (p.output_padding, (0,) * p.rank), "dilation": (p.dilation, ones),
+            "groups": (p.groups, 1), "layout": (self.layout, _p.LAYOUTS[p.rank][0]), "method": (self._method, "auto"),
+            "mode": ("DCR" if p.dcr else "CRD", "CRD"), "activation": (self._activation, None),
+        }
+        shown = {name: value for name, (value, default) in candidates.items() if value != default}
+        if self._activation == "leaky_relu":
+            shown["negative_slope"] = self._negative_slope
         return shown
 
     # -- pickling: the constructor's arguments; operators are rebuilt on arrival ---------------
@@ -191,28 +203,26 @@ class _ConvLayer:
     # -- running -------------------------------------------------------------------------------
 
     def _run(self, x: ArrayLike, output_size: Any, out: Optional[np.ndarray], num_threads: Any) -> np.ndarray:
-        threads = _p.num_threads(num_threads)
-        xa = _p.as_array(x, "x")
-        dtype = _p.result_dtype(xa, self._weight, self._bias)
-        geometry = self._geometry(xa.shape, output_size)
-        _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
-        xc = _p.as_compute(xa, dtype)
-        return run_native(self._native(dtype), geometry, xc, dtype, out, threads, (xa,) if xc is not xa else ())
-
-    def _geometry(self, x_shape: Tuple[int, ...], output_size: Any) -> _p.ConvGeometry:
+        threads = 0 if num_threads is None else _p.num_threads(num_threads)
+        xa = x if type(x) is np.ndarray else _p.as_array(x, "x")
+        key: Optional[Tuple[Any, ...]] = (xa.shape, xa.dtype, output_size)
         try:
-            key: Optional[Tuple[Any, ...]] = (x_shape, output_size)
-            cached = self._geometries.get(key)  # type: ignore[arg-type]
+            call = self._calls.get(key)  # type: ignore[arg-type]
         except TypeError:  # an unhashable output_size (a list): not cached
-            key = cached = None
-        if cached is not None:
-            return cached
-        geometry = _p.conv_geometry(self._params, x_shape, output_size)
-        if key is not None:
-            if len(self._geometries) >= 64:
-                self._geometries.clear()
-            self._geometries[key] = geometry
-        return geometry
+            key = call = None
+        if call is None:
+            call = self._prepare(_p.as_array(xa, "x"), output_size)
+            if key is not None:
+                if len(self._calls) >= 64:
+                    self._calls.clear()
+                self._calls[key] = call
+        return call.run(xa, out, threads)
+
+    def _prepare(self, x: np.ndarray, output_size: Any) -> _PreparedCall:
+        dtype = _p.result_dtype(x, self._weight, self._bias)
+        geometry = _p.conv_geometry(self._params, x.shape, output_size)
+        _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
+        return _PreparedCall(geometry, dtype, self._native(dtype))
 
     def _native(self, dtype: np.dtype) -> Any:
         native = self._natives.get(dtype)
@@ -224,7 +234,8 @@ class _ConvLayer:
                     b = self._bias
                     if b is not None and b.dtype != dtype:
                         b = _private_copy(b, dtype)
-                    native = native_operator(self._params, w, b, self._method, self._activation, self._negative_slope)
+                    make = operator_factory(self._params, self._method, self._activation, self._negative_slope)
+                    native = make(w, b)
                     self._natives[dtype] = native
         return native
 
