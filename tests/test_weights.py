@@ -215,7 +215,9 @@ def test_dataclasses_are_frozen(rng) -> None:
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [
-        ((np.ones((2, 3, 3)), 2), {}, "weight"),                            # 3-D weight
+        ((np.ones((2, 3)), 2), {}, "weight must be 3-D, 4-D or 5-D"),         # no kernel axis
+        ((np.ones((2, 1, 3, 3, 3, 3)), 2), {}, "weight"),                    # 6-D: rank 4
+        ((np.ones((2, 1, 3)), (2, 2)), {}, "stride must be an int or a tuple of 1 int"),  # 1-D weight
         ((np.ones((3, 1, 3, 3)), 2), dict(groups=2), "groups"),             # groups do not divide C_in
         ((np.ones((2, 1, 3, 3)), 2), dict(groups=0), "groups"),
         ((np.ones((2, 1, 3, 3)), 0), {}, "stride"),
@@ -236,7 +238,9 @@ def test_polyphase_weight_bad_arguments(args, kwargs, match) -> None:
 @pytest.mark.parametrize(
     "args, match",
     [
-        ((np.ones((8, 2, 3)), 2), "conv_weight"),               # 3-D
+        ((np.ones((8, 2)), 2), "conv_weight"),                  # 2-D: no kernel axis
+        ((np.ones((8, 2, 3, 3, 3, 3)), 2), "conv_weight"),      # 6-D
+        ((np.ones((8, 2, 3)), (2, 2)), "upscale_factor"),       # 1-D weight, 2-D factor
         ((np.ones((6, 2, 3, 3)), 2), "divisible"),              # 6 channels, r*r = 4
         ((np.ones((8, 2, 3, 3)), 2, 0, 3), "groups"),           # 2 output channels, groups 3
         ((np.ones((8, 2, 3, 3)), 2, 0, 0), "groups"),

@@ -157,41 +157,19 @@ def conv_transpose2d(
     return _planned_call("conv_transpose2d", (x, weight, bias), params, _plan_conv_transpose2d, out)
 
 
-@dataclass(frozen=True)
-class _ConvArgs:
-    """The arguments every convolution shares, checked."""
-
-    layout: str
-    threads: int
-    stride: Tuple[int, int]
-    dilation: Tuple[int, int]
-    shapes: _p.ConvShapes
-    groups: int
-    out_channels: int  # as the weight counts them (before any shuffle)
-    dtype: np.dtype
-
-    @property
-    def nhwc(self) -> bool:
-        return self.layout == "NHWC"
-
-
-def _conv_args(
+def _conv_setup(
+    kind: str,
     arrays: Sequence[Optional[np.ndarray]],
-    stride: Any,
-    dilation: Any,
-    groups: Any,
-    layout: Any,
     num_threads: Any,
-    transposed: bool,
-) -> _ConvArgs:
-    lay = _p.choice(layout, "layout", _p.LAYOUTS)
-    threads = _p.num_threads(num_threads)
+    output_size: Any = None,
+    **params: Any,
+) -> Tuple[_p.ConvParams, _p.ConvGeometry, int, np.dtype]:
     xa, wa, ba = arrays
     assert xa is not None and wa is not None
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    shapes, g, c_out = _p.conv_shapes(xa, wa, ba, groups, lay, transposed=transposed)
-    return _ConvArgs(lay, threads, s, d, shapes, g, c_out, _p.result_dtype(xa, wa, ba))
+    threads = _p.num_threads(num_threads)
+    conv = _p.conv_params(kind, wa, ba, rank=2, **params)
+    geo = _p.conv_geometry(conv, xa.shape, output_size)
+    return conv, geo, threads, _p.result_dtype(xa, wa, ba)
 
 
 def _plan_conv_transpose2d(
@@ -207,20 +185,19 @@ def _plan_conv_transpose2d(
     num_threads: Any,
 ) -> _ConvPlan:
     meth = _p.choice(method, "method", _p.METHODS)
-    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=True)
-    geo = _p.transposed_geometry(
-        c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding, output_padding, output_size
+    c, geo, threads, dtype = _conv_setup(
+        "conv_transpose", arrays, num_threads, output_size, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation, layout=layout,
     )
     native = _core.ConvCall(
-        "conv_transpose2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads,
+        "conv_transpose2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.channels_last, threads,
         method="polyphase" if meth == "auto" else meth,
     )
 
     def fixup(x4: np.ndarray, w: np.ndarray, y4: np.ndarray, rerun: Callable[[np.ndarray], bool]) -> None:
-        _add_nonfinite_terms(x4, w, y4, rerun, c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc)
+        _add_nonfinite_terms(x4, w, y4, rerun, c.stride, c.dilation, geo.pad_begin, c.groups, c.channels_last)
 
-    shape = _p.output_shape(c.shapes, c.out_channels, geo.out_hw, c.layout)
-    return _ConvPlan(native, shape, c.dtype, c.shapes.batched, fixup)
+    return _ConvPlan(native, geo.out_shape, dtype, geo.batched, fixup)
 
 
 def _plan_conv2d(
@@ -232,11 +209,12 @@ def _plan_conv2d(
     layout: Any,
     num_threads: Any,
 ) -> _ConvPlan:
-    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=False)
-    geo = _p.conv_geometry(c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding)
-    native = _core.ConvCall("conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads)
-    shape = _p.output_shape(c.shapes, c.out_channels, geo.out_hw, c.layout)
-    return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
+    c, geo, threads, dtype = _conv_setup(
+        "conv", arrays, num_threads, stride=stride, padding=padding, groups=groups, dilation=dilation,
+        layout=layout,
+    )
+    native = _core.ConvCall("conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.channels_last, threads)
+    return _ConvPlan(native, geo.out_shape, dtype, geo.batched)
 
 
 def _plan_subpixel_conv2d(
@@ -250,22 +228,15 @@ def _plan_subpixel_conv2d(
     mode: Any,
     num_threads: Any,
 ) -> _ConvPlan:
-    md = _p.choice(mode, "mode", _p.MODES)
-    r = _p.positive_pair(upscale_factor, "upscale_factor")
-    c = _conv_args(arrays, stride, dilation, groups, layout, num_threads, transposed=False)
-    if c.out_channels % (r[0] * r[1]):
-        raise ValueError(
-            f"weight has {c.out_channels} output channels, not divisible by upscale_factor**2 = "
-            f"{r[0] * r[1]}"
-        )
-    geo = _p.conv_geometry(c.shapes.hw, c.shapes.kernel_hw, c.stride, c.dilation, padding)
-    native = _core.ConvCall(
-        "subpixel_conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.nhwc, c.threads,
-        factor=r, dcr=md == "DCR",
+    c, geo, threads, dtype = _conv_setup(
+        "subpixel", arrays, num_threads, stride=stride, padding=padding, groups=groups, dilation=dilation,
+        layout=layout, upscale_factor=upscale_factor, mode=mode,
     )
-    out_hw = (geo.out_hw[0] * r[0], geo.out_hw[1] * r[1])
-    shape = _p.output_shape(c.shapes, c.out_channels // (r[0] * r[1]), out_hw, c.layout)
-    return _ConvPlan(native, shape, c.dtype, c.shapes.batched)
+    native = _core.ConvCall(
+        "subpixel_conv2d", c.stride, c.dilation, geo.pad_begin, c.groups, c.channels_last, threads,
+        factor=c.factor, dcr=c.dcr,
+    )
+    return _ConvPlan(native, geo.out_shape, dtype, geo.batched)
 
 
 @np.errstate(invalid="ignore", over="ignore")  # Inf*0 and Inf-Inf are the point here
@@ -274,9 +245,9 @@ def _add_nonfinite_terms(
     w: np.ndarray,
     y4: np.ndarray,
     rerun: Callable[[np.ndarray], bool],
-    stride: Tuple[int, int],
-    dilation: Tuple[int, int],
-    crop: Tuple[int, int],
+    stride: Tuple[int, ...],
+    dilation: Tuple[int, ...],
+    crop: Tuple[int, ...],
     groups: int,
     nhwc: bool,
 ) -> None:
@@ -396,21 +367,18 @@ def _shuffle(
     inverse: bool,
 ) -> np.ndarray:
     name = "downscale_factor" if inverse else "upscale_factor"
-    layout = _p.choice(layout, "layout", _p.LAYOUTS)
-    mode = _p.choice(mode, "mode", _p.MODES)
     threads = _p.num_threads(num_threads)
     xa = _p.as_array(x, "x")
-    r = _p.positive_pair(factor, name)
-    shape, batch, c, h, w = _p.shuffle_shapes(xa, r, layout, inverse, name)
+    r = _p.per_axis(factor, name, 2, minimum=1)  # the native shuffle is 2-D only
+    spec = _p.shuffle_spec(xa.shape, r, layout, mode, inverse, name)
     dtype = _p.result_dtype(xa)
-    _p.checked_elements(shape, dtype.itemsize, "the result")
-    y = _p.check_out(out, shape, dtype, [xa])
+    _p.checked_elements(spec.out_shape, dtype.itemsize, "the result")
+    y = _p.check_out(out, spec.out_shape, dtype, [xa])
     if y.size:
         # The native side is described from the high-resolution tensor's point of view.
-        hi_c, lo_h, lo_w = (c, h // r[0], w // r[1]) if inverse else (c // (r[0] * r[1]), h, w)
         _core.pixel_shuffle(
-            _p.as_compute(xa, dtype), y, batch, hi_c, lo_h, lo_w, r,
-            mode == "DCR", layout == "NHWC", inverse, threads,
+            _p.as_compute(xa, dtype), y, spec.batch, spec.channels_hi, spec.spatial_lo[0], spec.spatial_lo[1],
+            spec.factor, spec.dcr, spec.channels_last, inverse, threads,
         )
     return y
 
@@ -476,7 +444,7 @@ def zero_insert(
     """
     threads = _p.num_threads(num_threads)
     xa = _p.as_array(x, "x")
-    s = _p.positive_pair(stride, "stride")
+    s = _p.per_axis(stride, "stride", 2, minimum=1)  # the native zero_insert is 2-D only
     if xa.ndim < 2:
         raise ValueError(f"x must have at least 2 dimensions, got shape {xa.shape}")
     h, w = xa.shape[-2:]
@@ -505,7 +473,7 @@ def split_kernel(kernel: Any, stride: Any) -> np.ndarray:
            [6., 8.]])
     """
     ka = _p.as_array(kernel, "kernel")
-    sh, sw = _p.positive_pair(stride, "stride")
+    sh, sw = _p.per_axis(stride, "stride", 2, minimum=1)
     if ka.ndim < 2:
         raise ValueError(f"kernel must have at least 2 dimensions, got shape {ka.shape}")
     kh, kw = ka.shape[-2:]

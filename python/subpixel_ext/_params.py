@@ -1,64 +1,99 @@
-"""Argument normalization and output geometry shared by the native API and the NumPy oracle.
+"""Argument parsing and output geometry shared by the native API, the NumPy oracle and the weight
+conversions, for 1-D, 2-D and 3-D.
 
 Everything here is pure Python: it turns user arguments into plain integers, checks them, and
-computes output shapes, so that both implementations agree on *what* is computed and raise the
-same errors. Every error message names the parameter and the value received.
+computes output shapes, so that every implementation agrees on *what* is computed and raises the
+same errors before any native code runs. Every error message names the parameter and the value
+received; per-axis errors name the axis by its letter (L; H, W; D, H, W).
+
+Two steps, as in a layer: :func:`conv_params` checks everything that does not depend on the input
+(weight, bias, stride, padding, ...), :func:`conv_geometry` what does (channels, sizes, output).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, SupportsIndex, Tuple, Union, cast
 
 import numpy as np
 
-Pair = Tuple[int, int]
-PaddingArg = Union[int, str, Sequence[Any]]
+from ._typing import IntOrTuple, OutputSize, Padding
 
-LAYOUTS = ("NCHW", "NHWC")
+Pairs = Tuple[Tuple[int, int], ...]
+PaddingSpec = Union[str, Pairs]
+
+LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
+AXES = {1: "L", 2: "HW", 3: "DHW"}
 MODES = ("CRD", "DCR")
 METHODS = ("auto", "direct", "polyphase")
+KINDS = ("conv", "conv_transpose", "subpixel")
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "tanh", "sigmoid")
+INT64_MAX = 2**63 - 1
+MAX_THREADS = 2**31 - 1  # num_threads is clamped to a C int; the native side caps it further
 _MAX_BYTES = sys.maxsize  # largest byte count a pointer difference can hold
 
 
 # ----------------------------------------------------------------------------- scalars
 
 
-def _as_int(value: Any, name: str) -> int:
+def _as_int(value: object, name: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
-        return operator.index(value)
+        return operator.index(cast(SupportsIndex, value))
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
 
-def int_pair(value: Any, name: str, minimum: Optional[int] = None) -> Pair:
-    """An int or a length-2 sequence of ints -> (h, w), each >= minimum."""
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+def _in_range(value: int, name: str, minimum: Optional[int], shown: object) -> int:
+    """`value` itself, or ValueError below `minimum` / OverflowError outside int64."""
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {shown!r}")
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise OverflowError(f"{name} must fit in int64 (|value| < 2**63), got {shown!r}")
+    return value
+
+
+def scalar_int(value: object, name: str, minimum: Optional[int] = None) -> int:
+    """A plain int (numpy integers and 0-d integer arrays accepted, bool refused)."""
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
-    if isinstance(value, Sequence) or isinstance(value, np.ndarray):
-        items = list(value)
-        if len(items) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        pair = (_as_int(items[0], name), _as_int(items[1], name))
+    return _in_range(_as_int(value, name), name, minimum, value)
+
+
+def _tuple_of(rank: int, what: str = "int") -> str:
+    """'a tuple of 1 int', 'a pair of ints', 'a tuple of 3 ints'."""
+    if rank == 2:
+        return f"a pair of {what}s"
+    return f"a tuple of {rank} {what}{'s' if rank > 1 else ''}"
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes))
+
+
+def per_axis(value: object, name: str, rank: int, minimum: Optional[int] = None) -> Tuple[int, ...]:
+    """An int for every axis, or a tuple/list/1-d array of exactly `rank` ints."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    forms = f"an int or {_tuple_of(rank)}"
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be {forms}, got {value!r}")
+    if _is_sequence(value):
+        items = list(value)  # type: ignore[call-overload]
+        if len(items) != rank:
+            raise ValueError(f"{name} must be {forms}, got {value!r}")
+        ints = tuple(_as_int(item, name) for item in items)
     else:
-        v = _as_int(value, name)
-        pair = (v, v)
-    if minimum is not None and min(pair) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return pair
+        ints = (_as_int(value, name),) * rank
+    return tuple(_in_range(i, name, minimum, value) for i in ints)
 
 
-def positive_pair(value: Any, name: str) -> Pair:
-    return int_pair(value, name, minimum=1)
-
-
-def choice(value: Any, name: str, allowed: Sequence[str]) -> str:
+def choice(value: object, name: str, allowed: Sequence[str]) -> str:
+    """The canonical spelling of `value` among `allowed` (case-insensitive)."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {list(allowed)}, got {value!r}")
     canonical = {a.lower(): a for a in allowed}.get(value.lower())
@@ -67,20 +102,44 @@ def choice(value: Any, name: str, allowed: Sequence[str]) -> str:
     return canonical
 
 
-def num_threads(value: Any) -> int:
-    """None -> 0 (the OpenMP default); otherwise an int >= 1."""
+def parse_layout(layout: object, rank: int) -> bool:
+    """True for channels-last; None is the rank's channels-first default."""
+    if layout is None:
+        return False
+    first, last = LAYOUTS[rank]
+    allowed = (first, last, "channels_first", "channels_last")
+    return choice(layout, "layout", allowed) in (last, "channels_last")
+
+
+def layout_name(channels_last: bool, rank: int) -> str:
+    return LAYOUTS[rank][channels_last]
+
+
+def num_threads(value: object) -> int:
+    """None -> 0 (the default); otherwise an int >= 1, clamped to 2**31 - 1."""
     if value is None:
         return 0
     n = _as_int(value, "num_threads")
     if n < 1:
         raise ValueError(f"num_threads must be None or >= 1, got {value!r}")
-    return n
+    return min(n, MAX_THREADS)
+
+
+def activation_spec(activation: object, negative_slope: object) -> Tuple[Optional[str], float]:
+    """(None or one of ACTIVATIONS, negative_slope as a float)."""
+    if isinstance(negative_slope, (bool, np.bool_)) or not isinstance(
+        negative_slope, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"negative_slope must be a real number, got {negative_slope!r}")
+    if activation is None:
+        return None, float(negative_slope)
+    return choice(activation, "activation", ACTIVATIONS), float(negative_slope)
 
 
 # ----------------------------------------------------------------------------- arrays
 
 
-def as_array(value: Any, name: str) -> np.ndarray:
+def as_array(value: object, name: str) -> np.ndarray:
     """numpy.asarray with the dtype families this package refuses turned into TypeError."""
     try:
         if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
@@ -122,7 +181,7 @@ def checked_elements(shape: Sequence[int], itemsize: int, name: str) -> int:
 
 
 def check_out(
-    out: Any, shape: Tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]
+    out: object, shape: Tuple[int, ...], dtype: np.dtype, inputs: Sequence[np.ndarray]
 ) -> np.ndarray:
     """Validate a user-supplied output array, or allocate one (sizes already checked)."""
     if out is None:
@@ -144,231 +203,423 @@ def check_out(
     return out
 
 
+def _fits(value: int, what: str) -> int:
+    if value > INT64_MAX:
+        raise OverflowError(f"{what} would be {value}, more than int64 can hold")
+    return value
+
+
 # ----------------------------------------------------------------------------- padding
 
 
-def padding_spec(padding: Any, name: str = "padding") -> Union[str, Tuple[Pair, Pair]]:
-    """"same"/"valid", or ((top, bottom), (left, right)) of non-negative ints."""
+def _padding_forms(rank: int) -> str:
+    ints = "(" + ", ".join(["p"] * rank) + ("," if rank == 1 else "") + ")"
+    pairs = "(" + ", ".join(["(begin, end)"] * rank) + ("," if rank == 1 else "") + ")"
+    return (
+        f"an int or {_tuple_of(rank)} or {_tuple_of(rank, '(begin, end) pair')} "
+        f"(i.e. {ints} or {pairs}), or 'same'/'valid'"
+    )
+
+
+def padding_spec(padding: object, rank: int, name: str = "padding") -> PaddingSpec:
+    """"same"/"valid", or one (begin, end) pair of non-negative ints per axis."""
     if isinstance(padding, np.ndarray) and padding.ndim == 0:
         padding = padding.item()
     if isinstance(padding, str):
         return choice(padding, name, ("same", "valid"))
-    if isinstance(padding, (Sequence, np.ndarray)) and not isinstance(padding, bytes):
-        items = list(padding)
-        if len(items) == 2 and all(
-            isinstance(i, (Sequence, np.ndarray)) and not isinstance(i, str) for i in items
-        ):
-            h = int_pair(items[0], name, minimum=0)
-            w = int_pair(items[1], name, minimum=0)
-            return (h, w)
-    ph, pw = int_pair(padding, name, minimum=0)
-    return ((ph, ph), (pw, pw))
+    if not _is_sequence(padding):
+        p = scalar_int(padding, name, minimum=0)
+        return ((p, p),) * rank
+    items = list(padding)  # type: ignore[call-overload]
+    nested = [_is_sequence(item) for item in items]
+    if len(items) != rank or (any(nested) and not all(nested)):
+        raise ValueError(f"{name} must be {_padding_forms(rank)}, got {padding!r}")
+    if not any(nested):
+        return tuple((p, p) for p in per_axis(items, name, rank, minimum=0))
+    pairs = []
+    for item in items:
+        ends = list(item)
+        if len(ends) != 2:
+            raise ValueError(f"{name} must be {_padding_forms(rank)}, got {padding!r}")
+        begin, end = (_in_range(_as_int(e, name), name, 0, padding) for e in ends)
+        pairs.append((begin, end))
+    return tuple(pairs)
+
+
+def conv_axis_padding(spec: PaddingSpec, axis: int, size: int, k_eff: int, stride: int) -> Tuple[int, int]:
+    """Zero padding (begin, end) of a correlation along `axis`; "same" is TensorFlow's
+    (output ceil(size/stride), the odd extra at the end), which for stride 1 is independent of size."""
+    if isinstance(spec, tuple):
+        return spec[axis]
+    if spec == "valid":
+        return 0, 0
+    n = -(-size // stride)
+    total = max((n - 1) * stride + k_eff - size, 0)
+    return total // 2, total - total // 2
+
+
+def transposed_axis_crop(
+    spec: PaddingSpec, axis: int, k_eff: int, stride: int, output_padding: int
+) -> Tuple[int, int, int]:
+    """(crop at the begin, crop at the end, extra at the end) of the full transposed output along
+    `axis`; "same" is TF SAME_UPPER (size*stride, the odd extra at the end), whose extra fills the
+    output up when the kernel is shorter than the stride."""
+    if isinstance(spec, tuple):
+        return spec[axis][0], spec[axis][1], output_padding
+    if spec == "valid":
+        return 0, 0, output_padding
+    total = max(k_eff - stride, 0)
+    return total // 2, total - total // 2, max(stride - k_eff, 0)
+
+
+# ----------------------------------------------------------------------------- parameters
 
 
 @dataclass(frozen=True)
-class Geometry:
-    """Per-axis crop/pad at the start, pad at the end, and output size, as (h, w) pairs."""
+class ConvParams:
+    """Everything about a convolution that does not depend on the input x."""
 
-    pad_begin: Pair
-    pad_end: Pair
-    out_hw: Pair
+    kind: str  # "conv", "conv_transpose", "subpixel"
+    rank: int
+    channels_last: bool
+    in_channels: int
+    out_channels: int  # of the result (after the shuffle for subpixel)
+    weight_out_channels: int  # as the weight counts them (subpixel: C * prod(factor))
+    groups: int
+    kernel: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    dilation: Tuple[int, ...]
+    padding: PaddingSpec
+    output_padding: Tuple[int, ...]  # zeros unless conv_transpose
+    factor: Tuple[int, ...]  # subpixel upscale factor per axis (1s otherwise)
+    dcr: bool  # subpixel mode == "DCR"
+
+    @property
+    def effective_kernel(self) -> Tuple[int, ...]:
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
 
 
-def conv_geometry(
-    in_hw: Pair, kernel_hw: Pair, stride: Pair, dilation: Pair, padding: Any
-) -> Geometry:
-    """Output of a correlation; "same" is TensorFlow's (ceil(H/stride), odd extra at the end)."""
-    spec = padding_spec(padding)
-    begin, end, out = [], [], []
-    for axis in range(2):
-        size, k_eff = in_hw[axis], dilation[axis] * (kernel_hw[axis] - 1) + 1
-        s = stride[axis]
-        if spec == "same":
-            n = -(-size // s)
-            total = max((n - 1) * s + k_eff - size, 0)
-            lo, hi = total // 2, total - total // 2
-        elif spec == "valid":
-            lo = hi = 0
-        else:
-            assert not isinstance(spec, str)
-            lo, hi = spec[axis]
-        padded = size + lo + hi
-        if padded < k_eff:
+def factor_text(name: str, factor: Tuple[int, ...]) -> str:
+    """How a product of factors is spelled in messages: 'upscale_factor**2', 'prod(stride)'."""
+    if len(factor) == 1:
+        return name
+    if len(set(factor)) == 1:
+        return f"{name}**{len(factor)}"
+    return f"prod({name})"
+
+
+def _weight_axes(kind: str, rank: int) -> str:
+    kernel = ", ".join(f"k{a}" for a in AXES[rank])
+    channels = {
+        "conv": "C_out, C_in/groups",
+        "conv_transpose": "C_in, C_out/groups",
+        "subpixel": "C*prod(upscale_factor), C_in/groups",
+    }[kind]
+    return f"({channels}, {kernel})"
+
+
+def _channels(kind: str, weight_shape: Tuple[int, ...], groups: int, factor: Tuple[int, ...]) -> Tuple[int, int, int]:
+    """(in_channels, out_channels of the result, out_channels as the weight counts them)."""
+    if kind == "conv_transpose":
+        c_in = weight_shape[0]
+        if c_in % groups:
+            raise ValueError(f"groups={groups} does not divide the {c_in} input channels (weight.shape[0])")
+        return c_in, weight_shape[1] * groups, weight_shape[1] * groups
+    c_out = weight_shape[0]
+    if c_out % groups:
+        raise ValueError(
+            f"groups={groups} must divide the {c_out} output channels (weight.shape[0] of {weight_shape})"
+        )
+    phases = math.prod(factor)
+    if c_out % phases:
+        raise ValueError(
+            f"weight has {c_out} output channels, not divisible by "
+            f"{factor_text('upscale_factor', factor)} = {phases}"
+        )
+    return weight_shape[1] * groups, c_out // phases, c_out
+
+
+def _output_padding(
+    value: object, spec: PaddingSpec, stride: Tuple[int, ...], dilation: Tuple[int, ...]
+) -> Tuple[int, ...]:
+    rank = len(stride)
+    op = per_axis(value, "output_padding", rank, minimum=0)
+    if spec == "same" and any(op):
+        raise ValueError(f"output_padding must be 0 with padding='same', got {value!r}")
+    for axis in range(rank):
+        limit = max(stride[axis], dilation[axis])
+        if op[axis] >= limit:
             raise ValueError(
-                f"kernel of effective size {k_eff} is larger than the padded input ({padded}) "
-                f"along {'HW'[axis]} (padding={padding!r})"
+                f"output_padding must be smaller than max(stride, dilation) = {limit} "
+                f"along {AXES[rank][axis]}, got {value!r}"
             )
-        begin.append(lo)
-        end.append(hi)
-        out.append((padded - k_eff) // s + 1)
-    return Geometry((begin[0], begin[1]), (end[0], end[1]), (out[0], out[1]))
+    return op
 
 
-def transposed_geometry(
-    in_hw: Pair,
-    kernel_hw: Pair,
-    stride: Pair,
-    dilation: Pair,
-    padding: Any,
-    output_padding: Any,
-    output_size: Any,
-) -> Geometry:
-    """Window of the full transposed-convolution output: y[o] = full[o + pad_begin].
-
-    `pad_end` is the crop at the end *before* output_padding is added back.
-    """
-    spec = padding_spec(padding)
-    op = int_pair(output_padding, "output_padding", minimum=0)
-    if output_size is not None:
-        if op != (0, 0):
-            raise ValueError(
-                f"output_size and output_padding cannot both be given (output_padding={output_padding!r})"
-            )
-        if spec == "same":
-            raise ValueError("output_size cannot be combined with padding='same'")
-        target = positive_pair(output_size, "output_size")
-    begin, end, out = [], [], []
-    for axis in range(2):
-        size, s, d = in_hw[axis], stride[axis], dilation[axis]
-        k_eff = d * (kernel_hw[axis] - 1) + 1
-        full = (size - 1) * s + k_eff
-        if spec == "same":
-            if op[axis] != 0:
-                raise ValueError(
-                    f"output_padding must be 0 with padding='same', got {output_padding!r}"
-                )
-            total = max(k_eff - s, 0)
-            lo, hi = total // 2, total - total // 2
-            n = size * s
-        else:
-            if isinstance(spec, str):
-                lo, hi = 0, 0
-            else:
-                lo, hi = spec[axis]
-            smallest = full - lo - hi
-            if output_size is not None:
-                n = target[axis]
-                if not smallest <= n <= smallest + s - 1:
-                    raise ValueError(
-                        f"output_size {output_size!r} is out of reach: along "
-                        f"{'HW'[axis]} it must be between {smallest} and {smallest + s - 1}"
-                    )
-            else:
-                if op[axis] >= max(s, d):
-                    raise ValueError(
-                        f"output_padding must be smaller than max(stride, dilation) = {max(s, d)} "
-                        f"along {'HW'[axis]}, got {output_padding!r}"
-                    )
-                n = smallest + op[axis]
-        if n <= 0:
-            raise ValueError(
-                f"output size along {'HW'[axis]} would be {n} (input {size}, kernel "
-                f"{kernel_hw[axis]}, stride {s}, dilation {d}, padding {padding!r})"
-            )
-        begin.append(lo)
-        end.append(hi)
-        out.append(n)
-    return Geometry((begin[0], begin[1]), (end[0], end[1]), (out[0], out[1]))
+def conv_params(
+    kind: str,
+    weight: np.ndarray,
+    bias: Optional[np.ndarray],
+    *,
+    rank: int,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    layout: Optional[str] = None,
+    upscale_factor: IntOrTuple = 1,
+    mode: str = "CRD",
+) -> ConvParams:
+    """Check everything that can be checked without x; `rank` is what the caller expects."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    channels_last = parse_layout(layout, rank)
+    if weight.ndim != rank + 2:
+        raise ValueError(
+            f"weight must be {rank + 2}-D {_weight_axes(kind, rank)}, got shape {weight.shape}"
+        )
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    if min(kernel) < 1:
+        raise ValueError(f"weight must have a kernel of size >= 1, got shape {weight.shape}")
+    g = scalar_int(groups, "groups", minimum=1)
+    s = per_axis(stride, "stride", rank, minimum=1)
+    d = per_axis(dilation, "dilation", rank, minimum=1)
+    for axis in range(rank):
+        what = f"the effective kernel size along {AXES[rank][axis]} (dilation={dilation!r})"
+        _fits(d[axis] * (kernel[axis] - 1) + 1, what)
+    spec = padding_spec(padding, rank)
+    factor, dcr = (1,) * rank, False
+    if kind == "subpixel":
+        factor = per_axis(upscale_factor, "upscale_factor", rank, minimum=1)
+        dcr = choice(mode, "mode", MODES) == "DCR"
+    op = _output_padding(output_padding, spec, s, d) if kind == "conv_transpose" else (0,) * rank
+    c_in, c_out, weight_c_out = _channels(kind, tuple(weight.shape), g, factor)
+    bias_channels = c_out if kind == "conv_transpose" else weight_c_out
+    if bias is not None and bias.shape != (bias_channels,):
+        raise ValueError(f"bias must have shape ({bias_channels},), got {bias.shape}")
+    return ConvParams(kind, rank, channels_last, c_in, c_out, weight_c_out, g, kernel, s, d, spec, op, factor, dcr)
 
 
-# ----------------------------------------------------------------------------- shapes
+# ----------------------------------------------------------------------------- geometry
 
 
 @dataclass(frozen=True)
-class ConvShapes:
-    """The input as NCHW sizes plus whether it came without a batch axis."""
+class ConvGeometry:
+    """The sizes of one call (per input shape)."""
 
     batched: bool
     n: int
-    c: int
-    hw: Pair
-    kernel_hw: Pair
+    in_spatial: Tuple[int, ...]
+    pad_begin: Tuple[int, ...]  # conv/subpixel: zero padding at the start; conv_transpose: crop
+    pad_end: Tuple[int, ...]  # likewise at the end (conv_transpose: before output_padding)
+    out_spatial: Tuple[int, ...]  # of the result (subpixel: after the shuffle)
+    out_shape: Tuple[int, ...]  # of the result, in the params' layout and x's batchedness
 
 
-def conv_shapes(
-    x: np.ndarray,
-    weight: np.ndarray,
-    bias: Optional[np.ndarray],
-    groups: Any,
-    layout: str,
-    transposed: bool,
-) -> Tuple[ConvShapes, int, int]:
-    """Check ranks, channels and groups; return (shapes, groups, out_channels)."""
-    g = _as_int(groups, "groups")
-    if g < 1:
-        raise ValueError(f"groups must be >= 1, got {groups!r}")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"x must be 3-D or 4-D ({layout} with optional batch), got shape {x.shape}")
-    if weight.ndim != 4:
-        raise ValueError(f"weight must be 4-D, got shape {weight.shape}")
-    batched = x.ndim == 4
-    dims = x.shape if batched else (1,) + x.shape
-    if layout == "NCHW":
-        n, c, h, w = dims
+def _split_input(params: ConvParams, x_shape: Tuple[int, ...]) -> Tuple[bool, int, int, Tuple[int, ...]]:
+    """(batched, n, channels, spatial) of an input of shape `x_shape`."""
+    rank = params.rank
+    if len(x_shape) not in (rank + 1, rank + 2):
+        raise ValueError(
+            f"x must be {rank + 1}-D or {rank + 2}-D ({layout_name(params.channels_last, rank)} with "
+            f"optional batch), got shape {x_shape}"
+        )
+    batched = len(x_shape) == rank + 2
+    dims = tuple(int(v) for v in (x_shape if batched else (1,) + tuple(x_shape)))
+    if params.channels_last:
+        n, spatial, c = dims[0], dims[1:-1], dims[-1]
     else:
-        n, h, w, c = dims
-    if h < 1 or w < 1:
-        raise ValueError(f"x must have spatial size >= 1, got shape {x.shape}")
-    if transposed:
-        w_in, w_out_per_group = weight.shape[0], weight.shape[1]
-        if w_in != c:
+        n, c, spatial = dims[0], dims[1], dims[2:]
+    if min(spatial) < 1:
+        raise ValueError(f"x must have spatial size >= 1, got shape {x_shape}")
+    if c != params.in_channels:
+        where = (
+            "weight.shape[0]" if params.kind == "conv_transpose"
+            else f"weight.shape[1]={params.in_channels // params.groups} x groups={params.groups}"
+        )
+        raise ValueError(
+            f"weight expects {params.in_channels} input channels ({where}) but x has {c} (shape {x_shape})"
+        )
+    return batched, n, c, spatial
+
+
+def output_size_spec(output_size: object, rank: int) -> Tuple[int, ...]:
+    """The spatial size, or the last `rank` entries of a longer sequence (PyTorch's
+    ``output_size=skip.size()``)."""
+    if isinstance(output_size, np.ndarray) and output_size.ndim == 0:
+        output_size = output_size.item()
+    if not _is_sequence(output_size):
+        return per_axis(output_size, "output_size", rank, minimum=1)
+    items = list(output_size)  # type: ignore[call-overload]
+    if len(items) < rank:
+        raise ValueError(
+            f"output_size must be an int or {_tuple_of(rank)} (or a longer sequence ending in "
+            f"them, such as a tensor's size()), got {output_size!r}"
+        )
+    return tuple(_in_range(_as_int(v, "output_size"), "output_size", 1, output_size) for v in items[-rank:])
+
+
+def _conv_window(params: ConvParams, spatial: Tuple[int, ...]) -> Tuple[Tuple[int, int, int], ...]:
+    """(pad begin, pad end, conv output size) per axis."""
+    window = []
+    for axis, size in enumerate(spatial):
+        k_eff, s = params.effective_kernel[axis], params.stride[axis]
+        lo, hi = conv_axis_padding(params.padding, axis, size, k_eff, s)
+        letter = AXES[params.rank][axis]
+        padded = _fits(size + lo + hi, f"the padded input along {letter} (padding={params.padding!r})")
+        if padded < k_eff:
             raise ValueError(
-                f"weight has {w_in} input channels (weight.shape[0]) but x has {c} (shape {x.shape})"
+                f"kernel of effective size {k_eff} is larger than the padded input ({padded}) "
+                f"along {letter} (padding={params.padding!r})"
             )
-        if c % g:
-            raise ValueError(f"groups={g} does not divide the {c} input channels")
-        out_channels = w_out_per_group * g
+        out = (padded - k_eff) // s + 1
+        _fits(out * params.factor[axis], f"the output size along {letter} (upscale_factor={params.factor})")
+        window.append((lo, hi, out))
+    return tuple(window)
+
+
+def _transposed_window(
+    params: ConvParams, spatial: Tuple[int, ...], output_size: object
+) -> Tuple[Tuple[int, int, int], ...]:
+    """(crop begin, crop end, output size) per axis of the full transposed output."""
+    target = None
+    if output_size is not None:
+        if any(params.output_padding):
+            raise ValueError(
+                f"output_size and output_padding cannot both be given (output_padding={params.output_padding})"
+            )
+        if params.padding == "same":
+            raise ValueError(f"output_size cannot be combined with padding='same', got output_size={output_size!r}")
+        target = output_size_spec(output_size, params.rank)
+    window = []
+    for axis, size in enumerate(spatial):
+        k, k_eff = params.kernel[axis], params.effective_kernel[axis]
+        s, d, letter = params.stride[axis], params.dilation[axis], AXES[params.rank][axis]
+        described = f"input {size}, kernel {k}, stride {s}, dilation {d}, padding {params.padding!r}"
+        full = _fits((size - 1) * s + k_eff, f"the full output along {letter} ({described})")
+        lo, hi, extra = transposed_axis_crop(params.padding, axis, k_eff, s, params.output_padding[axis])
+        smallest = full - lo - hi
+        if target is not None:
+            if not smallest <= target[axis] <= smallest + s - 1:
+                raise ValueError(
+                    f"output_size {output_size!r} is out of reach: along {letter} it must be "
+                    f"between {smallest} and {smallest + s - 1}"
+                )
+            extra = target[axis] - smallest
+        n = smallest + extra
+        if n <= 0:
+            raise ValueError(f"output size along {letter} would be {n} ({described})")
+        window.append((lo, hi, n))
+    return tuple(window)
+
+
+def conv_geometry(
+    params: ConvParams, x_shape: Tuple[int, ...], output_size: Optional[OutputSize] = None
+) -> ConvGeometry:
+    """Check x's shape against `params` and compute the result's geometry.
+
+    x is (N, C, *spatial) or unbatched (C, *spatial) (channels-last: channels at the end).
+    `output_size` (conv_transpose only) picks the output padding as PyTorch's module does.
+    """
+    batched, n, _, spatial = _split_input(params, tuple(x_shape))
+    if params.kind == "conv_transpose":
+        window = _transposed_window(params, spatial, output_size)
     else:
-        out_channels, w_in_per_group = weight.shape[0], weight.shape[1]
-        if c % g or out_channels % g:
-            raise ValueError(
-                f"groups={g} must divide the {c} input and {out_channels} output channels"
-            )
-        if w_in_per_group * g != c:
-            raise ValueError(
-                f"weight expects {w_in_per_group * g} input channels "
-                f"(weight.shape[1]={w_in_per_group} x groups={g}) but x has {c} (shape {x.shape})"
-            )
-    kh, kw = weight.shape[2], weight.shape[3]
-    if kh < 1 or kw < 1:
-        raise ValueError(f"weight must have a kernel of size >= 1, got shape {weight.shape}")
-    if bias is not None and bias.shape != (out_channels,):
-        raise ValueError(f"bias must have shape ({out_channels},), got {bias.shape}")
-    return ConvShapes(batched, n, c, (h, w), (kh, kw)), g, out_channels
+        if output_size is not None:
+            raise ValueError(f"output_size is only accepted by transposed convolutions, got {output_size!r}")
+        window = _conv_window(params, spatial)
+    out_spatial = tuple(out * f for (_, _, out), f in zip(window, params.factor))
+    c = params.out_channels
+    dims = out_spatial + (c,) if params.channels_last else (c,) + out_spatial
+    return ConvGeometry(
+        batched,
+        n,
+        spatial,
+        tuple(w[0] for w in window),
+        tuple(w[1] for w in window),
+        out_spatial,
+        (n,) + dims if batched else dims,
+    )
 
 
-def output_shape(shapes: ConvShapes, channels: int, out_hw: Pair, layout: str) -> Tuple[int, ...]:
-    spatial = (out_hw[0], out_hw[1])
-    dims = (channels,) + spatial if layout == "NCHW" else spatial + (channels,)
-    return ((shapes.n,) + dims) if shapes.batched else dims
+# ----------------------------------------------------------------------------- data movement
 
 
-def shuffle_shapes(
-    x: np.ndarray, factor: Pair, layout: str, inverse: bool, name: str
-) -> Tuple[Tuple[int, ...], int, int, int, int]:
-    """For pixel_(un)shuffle: (output shape, batch, channels_in, h_in, w_in)."""
-    if x.ndim < 3:
-        raise ValueError(f"x must have at least 3 dimensions, got shape {x.shape}")
-    lead = x.shape[:-3]
-    if layout == "NCHW":
-        c, h, w = x.shape[-3:]
-    else:
-        h, w, c = x.shape[-3:]
-    rh, rw = factor
+def trailing_factor(value: object, name: str, ranks: Optional[Sequence[int]] = (1, 2, 3)) -> Tuple[int, ...]:
+    """A factor for the trailing axes: an int means two axes, a tuple of k ints the last k
+    (k among `ranks`; None: any k >= 1)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not _is_sequence(value):
+        return per_axis(value, name, 2, minimum=1)
+    items = list(value)  # type: ignore[call-overload]
+    if (ranks is None and not items) or (ranks is not None and len(items) not in ranks):
+        counts = "a non-empty tuple of ints" if ranks is None else (
+            "a tuple of " + ", ".join(map(str, ranks[:-1])) + f" or {ranks[-1]} ints"
+        )
+        raise ValueError(f"{name} must be an int (2-D) or {counts}, got {value!r}")
+    return tuple(_in_range(_as_int(v, name), name, 1, value) for v in items)
+
+
+@dataclass(frozen=True)
+class ShuffleSpec:
+    """pixel_shuffle / pixel_unshuffle, described from the high-resolution tensor's side."""
+
+    rank: int
+    channels_last: bool
+    factor: Tuple[int, ...]
+    dcr: bool
+    batch: int  # product of the leading dims
+    channels_hi: int  # channels of the high-resolution side
+    spatial_lo: Tuple[int, ...]  # spatial size of the low-resolution side
+    out_shape: Tuple[int, ...]
+
+
+def shuffle_spec(
+    x_shape: Tuple[int, ...], factor: object, layout: object, mode: object, inverse: bool, name: str
+) -> ShuffleSpec:
+    """An int factor means 2-D, a tuple of 1, 2 or 3 ints that rank. The channel axis holds
+    (c, *factors) in CRD order, (*factors, c) in DCR; leading dims before (C, *spatial) are batch."""
+    r = trailing_factor(factor, name)
+    rank = len(r)
+    channels_last = parse_layout(layout, rank)
+    dcr = choice(mode, "mode", MODES) == "DCR"
+    x_shape = tuple(int(v) for v in x_shape)
+    if len(x_shape) < rank + 1:
+        raise ValueError(f"x must have at least {rank + 1} dimensions, got shape {x_shape}")
+    lead, tail = x_shape[: -rank - 1], x_shape[-rank - 1 :]
+    c, spatial = (tail[-1], tail[:-1]) if channels_last else (tail[0], tail[1:])
+    phases = math.prod(r)
     if inverse:
-        if h % rh or w % rw:
-            raise ValueError(
-                f"spatial size {(h, w)} must be divisible by {name}={factor}"
-            )
-        oc, oh, ow = c * rh * rw, h // rh, w // rw
+        if any(size % f for size, f in zip(spatial, r)):
+            raise ValueError(f"spatial size {spatial} must be divisible by {name}={r}")
+        channels_hi, spatial_lo = c, tuple(size // f for size, f in zip(spatial, r))
+        out_c, out_spatial = _fits(c * phases, f"the channel count ({name}={r})"), spatial_lo
     else:
-        if c % (rh * rw):
-            raise ValueError(
-                f"channels ({c}) must be divisible by {name}**2 = {rh * rw}"
-            )
-        oc, oh, ow = c // (rh * rw), h * rh, w * rw
-    out = lead + ((oc, oh, ow) if layout == "NCHW" else (oh, ow, oc))
-    batch = 1
-    for d in lead:
-        batch *= d
-    return out, batch, c, h, w
+        if c % phases:
+            raise ValueError(f"channels ({c}) must be divisible by {factor_text(name, r)} = {phases}")
+        channels_hi, spatial_lo = c // phases, spatial
+        out_c = channels_hi
+        out_spatial = tuple(_fits(size * f, f"the output size ({name}={r})") for size, f in zip(spatial, r))
+    dims = out_spatial + (out_c,) if channels_last else (out_c,) + out_spatial
+    return ShuffleSpec(rank, channels_last, r, dcr, math.prod(lead), channels_hi, spatial_lo, lead + dims)
+
+
+def zero_insert_spec(x_shape: Tuple[int, ...], stride: object) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """(strides of the last k axes, result shape) of zero_insert; an int stride means k = 2."""
+    s = trailing_factor(stride, "stride", ranks=None)
+    if len(x_shape) < len(s):
+        raise ValueError(f"x must have at least {len(s)} dimensions, got shape {tuple(x_shape)}")
+    lead, spatial = tuple(x_shape[: -len(s)]), tuple(x_shape[-len(s) :])
+    out = tuple(_fits(int(h) * f, f"the result size (stride={stride!r})") for h, f in zip(spatial, s))
+    return s, lead + out
+
+
+def split_kernel_spec(kernel_shape: Tuple[int, ...], stride: object) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """(strides of the last k axes, taps per sub-kernel ceil(K/s)); an int stride means k = 2."""
+    s = trailing_factor(stride, "stride", ranks=None)
+    if len(kernel_shape) < len(s):
+        raise ValueError(f"kernel must have at least {len(s)} dimensions, got shape {tuple(kernel_shape)}")
+    taps = tuple(-(-int(k) // f) for k, f in zip(kernel_shape[-len(s) :], s))
+    return s, taps

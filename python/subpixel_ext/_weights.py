@@ -1,56 +1,71 @@
-"""The paper's equivalence as weights: deconvolution form <-> sub-pixel convolution form."""
+"""The paper's equivalence as weights: deconvolution form <-> sub-pixel convolution form, for
+1-D, 2-D and 3-D (the rank comes from the weight: ``weight.ndim - 2``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Callable, Optional, Tuple, cast
 
 import numpy as np
 
 from . import _api
 from . import _params as _p
+from ._typing import ArrayLike, IntOrTuple, Layout, Padding
 
-PairPair = Tuple[Tuple[int, int], Tuple[int, int]]
+Pairs = Tuple[Tuple[int, int], ...]
+
+
+def _public(name: str, rank: int) -> Callable[..., np.ndarray]:
+    """_api's function of this rank, e.g. subpixel_conv3d."""
+    return cast(Callable[..., np.ndarray], getattr(_api, f"{name}{rank}d"))
 
 
 @dataclass(frozen=True)
 class PolyphaseWeight:
-    """A transposed convolution rewritten as conv2d + pixel_shuffle + crop.
+    """A transposed convolution rewritten as conv + pixel_shuffle + crop.
 
-    ``weight`` is ``(C_out*sh*sw, C_in/groups, Th, Tw)`` in CRD channel order
-    (channel ``c*sh*sw + rh*sw + rw`` holds output channel ``c``'s phase ``(rh, rw)``);
-    ``padding`` is the conv2d's ``((top, bottom), (left, right))``; ``crop`` what to cut from
-    the shuffled result, in the same form.
+    ``weight`` is ``(C_out*prod(s), C_in/groups, *T)`` in CRD channel order (2-D: channel
+    ``c*sh*sw + rh*sw + rw`` holds output channel ``c``'s phase ``(rh, rw)``); ``padding`` is the
+    convolution's ``((begin, end), ...)`` per axis; ``crop`` what to cut from the shuffled result,
+    in the same form.
     """
 
     weight: np.ndarray
-    padding: PairPair
-    upscale_factor: Tuple[int, int]
-    crop: PairPair
+    padding: Pairs
+    upscale_factor: Tuple[int, ...]
+    crop: Pairs
     groups: int
 
     def apply(
         self,
-        x: Any,
-        bias: Any = None,
+        x: ArrayLike,
+        bias: Optional[ArrayLike] = None,
         *,
-        layout: str = "NCHW",
+        layout: Optional[Layout] = None,
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        """``crop(pixel_shuffle(conv2d(x, weight, padding=padding)))``; ``bias`` is ``(C_out,)``."""
-        sh, sw = self.upscale_factor
-        conv_bias = None if bias is None else np.repeat(_p.as_array(bias, "bias"), sh * sw)
-        y = _api.subpixel_conv2d(
-            x, self.weight, self.upscale_factor, conv_bias, padding=self.padding,
-            groups=self.groups, layout=layout, num_threads=num_threads,
+        """``crop(pixel_shuffle(conv(x, weight, padding=padding)))``; ``bias`` is ``(C_out,)``.
+
+        ``layout`` None is channels first.
+        """
+        rank = len(self.upscale_factor)
+        channels_last = _p.parse_layout(layout, rank)
+        phases = math.prod(self.upscale_factor)
+        conv_bias = None if bias is None else np.repeat(_p.as_array(bias, "bias"), phases)
+        y = _public("subpixel_conv", rank)(
+            x, self.weight, self.upscale_factor, conv_bias, padding=self.padding, groups=self.groups,
+            layout=_p.layout_name(channels_last, rank), num_threads=num_threads,
         )
-        (top, bottom), (left, right) = self.crop
-        h_axis = y.ndim - (2 if layout.upper() == "NCHW" else 3)
+        first = y.ndim - rank - (1 if channels_last else 0)
         index = [slice(None)] * y.ndim
-        index[h_axis] = slice(top, y.shape[h_axis] - bottom)
-        index[h_axis + 1] = slice(left, y.shape[h_axis + 1] - right)
-        if y.shape[h_axis] - top - bottom <= 0 or y.shape[h_axis + 1] - left - right <= 0:
-            raise ValueError(f"the transposed convolution's output would be empty for input shape {np.shape(x)}")
+        for axis, (begin, end) in enumerate(self.crop):
+            size = y.shape[first + axis] - begin - end
+            if size <= 0:
+                raise ValueError(
+                    f"the transposed convolution's output would be empty for input shape {np.shape(x)}"
+                )
+            index[first + axis] = slice(begin, begin + size)
         return np.ascontiguousarray(y[tuple(index)])
 
 
@@ -59,31 +74,38 @@ class DeconvWeight:
     """A sub-pixel convolution rewritten as one strided transposed convolution."""
 
     weight: np.ndarray
-    stride: Tuple[int, int]
-    padding: PairPair
-    output_padding: Tuple[int, int]
+    stride: Tuple[int, ...]
+    padding: Pairs
+    output_padding: Tuple[int, ...]
     groups: int
 
     def apply(
         self,
-        x: Any,
-        bias: Any = None,
+        x: ArrayLike,
+        bias: Optional[ArrayLike] = None,
         *,
-        layout: str = "NCHW",
+        layout: Optional[Layout] = None,
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        """``conv_transpose2d`` with these arguments; ``bias`` is the result's ``(C,)``."""
-        return _api.conv_transpose2d(
+        """``conv_transpose`` with these arguments; ``bias`` is the result's ``(C,)``."""
+        rank = len(self.stride)
+        return _public("conv_transpose", rank)(
             x, self.weight, bias, self.stride, self.padding, self.output_padding, self.groups,
-            layout=layout, num_threads=num_threads,
+            layout=_p.layout_name(_p.parse_layout(layout, rank), rank), num_threads=num_threads,
         )
 
 
-def _dilate(weight: np.ndarray, dilation: Tuple[int, int]) -> np.ndarray:
-    dh, dw = dilation
-    kh, kw = weight.shape[-2:]
-    out = np.zeros(weight.shape[:-2] + (dh * (kh - 1) + 1, dw * (kw - 1) + 1), dtype=weight.dtype)
-    out[..., ::dh, ::dw] = weight
+def _weight_rank(weight: np.ndarray, name: str, axes: str) -> int:
+    rank = weight.ndim - 2
+    if rank not in _p.LAYOUTS:
+        raise ValueError(f"{name} must be 3-D, 4-D or 5-D {axes}, got shape {weight.shape}")
+    return rank
+
+
+def _dilate(weight: np.ndarray, dilation: Tuple[int, ...]) -> np.ndarray:
+    kernel = weight.shape[2:]
+    out = np.zeros(weight.shape[:2] + tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)), dtype=weight.dtype)
+    out[(Ellipsis,) + tuple(slice(None, None, d) for d in dilation)] = weight
     return out
 
 
@@ -103,20 +125,24 @@ def _phase_padding(k_eff: int, s: int, crop_top: int, crop_bottom: int, op: int)
     return pad_top, taps - 1 - skip_bottom, cut_top, cut_bottom - skip_bottom * s
 
 
+def _interleave(first: Tuple[int, ...], second: Tuple[int, ...]) -> Tuple[int, ...]:
+    return tuple(v for pair in zip(first, second) for v in pair)
+
+
 def polyphase_weight(
-    weight: Any,
-    stride: Any,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    dilation: Any = 1,
+    weight: ArrayLike,
+    stride: IntOrTuple,
+    padding: Padding = 0,
+    output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
     groups: int = 1,
 ) -> PolyphaseWeight:
-    """Convert a transposed-convolution weight ``(C_in, C_out/groups, kH, kW)`` to sub-pixel form.
+    """Convert a transposed-convolution weight ``(C_in, C_out/groups, *K)`` to sub-pixel form.
 
-    ``conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)``
-    equals ``polyphase_weight(weight, stride, padding, output_padding, dilation, groups).apply(x, bias)``.
-    With dilation the kernel is dilated explicitly first, so ``Th = ceil((dh*(kH-1)+1)/sh)``
-    (``ceil(kH/sh)`` without dilation).
+    ``conv_transposeNd(x, weight, bias, stride, padding, output_padding, groups, dilation)``
+    equals ``polyphase_weight(weight, stride, padding, output_padding, dilation, groups).apply(x, bias)``
+    (N = weight.ndim - 2). With dilation the kernel is dilated explicitly first, so
+    ``T = ceil((d*(K-1)+1)/s)`` per axis (``ceil(K/s)`` without dilation).
 
     Examples
     --------
@@ -126,59 +152,42 @@ def polyphase_weight(
     ((8, 3, 2, 2), ((1, 1), (1, 1)), ((1, 1), (1, 1)))
     """
     w = _p.as_array(weight, "weight")
-    if w.ndim != 4:
-        raise ValueError(f"weight must be 4-D (C_in, C_out/groups, kH, kW), got shape {w.shape}")
-    g = _p.conv_shapes(np.empty((w.shape[0], 1, 1)), w, None, groups, "NCHW", transposed=True)[1]
-    s = _p.positive_pair(stride, "stride")
-    d = _p.positive_pair(dilation, "dilation")
-    spec = _p.padding_spec(padding)
-    op = _p.int_pair(output_padding, "output_padding", minimum=0)
-    dilated = _dilate(w.astype(_p.result_dtype(w), copy=False), d)
+    rank = _weight_rank(w, "weight", "(C_in, C_out/groups, *kernel)")
+    params = _p.conv_params(
+        "conv_transpose", w, None, rank=rank, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation,
+    )
+    dilated = _dilate(w.astype(_p.result_dtype(w), copy=False), params.dilation)
     pads, crops, taps = [], [], []
-    for axis in range(2):
-        k_eff, sa = dilated.shape[2 + axis], s[axis]
-        if spec == "same":
-            if op[axis]:
-                raise ValueError(f"output_padding must be 0 with padding='same', got {output_padding!r}")
-            total = max(k_eff - sa, 0)
-            lo, hi, extra = total // 2, total - total // 2, max(sa - k_eff, 0)
-        else:
-            lo, hi = (0, 0) if isinstance(spec, str) else spec[axis]
-            if op[axis] >= max(sa, d[axis]):
-                raise ValueError(
-                    f"output_padding must be smaller than max(stride, dilation) = {max(sa, d[axis])}, "
-                    f"got {output_padding!r}"
-                )
-            extra = op[axis]
-        p_top, p_bottom, c_top, c_bottom = _phase_padding(k_eff, sa, lo, hi, extra)
+    for axis, (k_eff, s) in enumerate(zip(params.effective_kernel, params.stride)):
+        lo, hi, extra = _p.transposed_axis_crop(params.padding, axis, k_eff, s, params.output_padding[axis])
+        p_top, p_bottom, c_top, c_bottom = _phase_padding(k_eff, s, lo, hi, extra)
         pads.append((p_top, p_bottom))
         crops.append((c_top, c_bottom))
-        taps.append(-(-k_eff // sa))
-    (th, tw), (sh, sw) = taps, s
-    c_in, cg_out = dilated.shape[:2]
-    padded = np.zeros((c_in, cg_out, th * sh, tw * sw), dtype=dilated.dtype)
-    padded[:, :, : dilated.shape[2], : dilated.shape[3]] = dilated
-    # Sub-kernel tap j of phase r is kernel tap (T-1-j)*s + r (the phase's taps, reversed).
-    phases = padded.reshape(g, c_in // g, cg_out, th, sh, tw, sw)[:, :, :, ::-1, :, ::-1, :]
-    conv = phases.transpose(0, 2, 4, 6, 1, 3, 5).reshape(g * cg_out * sh * sw, c_in // g, th, tw)
-    return PolyphaseWeight(
-        np.ascontiguousarray(conv),
-        (pads[0], pads[1]),
-        (sh, sw),
-        (crops[0], crops[1]),
-        g,
-    )
+        taps.append(-(-k_eff // s))
+    g, (c_in, cg_out) = params.groups, dilated.shape[:2]
+    padded = np.zeros((c_in, cg_out) + tuple(t * s for t, s in zip(taps, params.stride)), dtype=dilated.dtype)
+    padded[(slice(None),) * 2 + tuple(slice(0, k) for k in dilated.shape[2:])] = dilated
+    # Sub-kernel tap j of phase r is kernel tap (T-1-j)*s + r (the phase's taps, reversed):
+    # axes g, c_in/g, c_out/g, T_1, s_1, ..., T_n, s_n.
+    blocks = padded.reshape((g, c_in // g, cg_out) + _interleave(tuple(taps), params.stride))
+    blocks = blocks[(slice(None),) * 3 + (slice(None, None, -1), slice(None)) * rank]
+    tap_axes, phase_axes = tuple(range(3, 3 + 2 * rank, 2)), tuple(range(4, 4 + 2 * rank, 2))
+    conv = blocks.transpose((0, 2) + phase_axes + (1,) + tap_axes)
+    conv = conv.reshape((g * cg_out * math.prod(params.stride), c_in // g) + tuple(taps))
+    return PolyphaseWeight(np.ascontiguousarray(conv), tuple(pads), params.stride, tuple(crops), g)
 
 
 def deconv_weight(
-    conv_weight: Any, upscale_factor: Any, padding: Any = 0, groups: int = 1
+    conv_weight: ArrayLike, upscale_factor: IntOrTuple, padding: Padding = 0, groups: int = 1
 ) -> DeconvWeight:
-    """Convert a sub-pixel convolution weight ``(C*rh*rw, C_in/groups, kH, kW)`` to deconvolution form.
+    """Convert a sub-pixel convolution weight ``(C*prod(r), C_in/groups, *K)`` to deconvolution form.
 
-    ``conv_transpose2d(x, d.weight, stride=d.stride, padding=d.padding,
+    ``conv_transposeNd(x, d.weight, stride=d.stride, padding=d.padding,
     output_padding=d.output_padding, groups=d.groups)`` equals
-    ``pixel_shuffle(conv2d(x, conv_weight, padding=padding, groups=groups), upscale_factor)``.
-    The conv2d padding must be at most ``k - 1`` per side (more would only add bias-only rows).
+    ``pixel_shuffle(convNd(x, conv_weight, padding=padding, groups=groups), upscale_factor)``
+    (N = conv_weight.ndim - 2). The convolution's padding must be at most ``k - 1`` per side
+    (more would only add bias-only rows).
 
     Examples
     --------
@@ -188,30 +197,26 @@ def deconv_weight(
     ((5, 3, 6, 6), (2, 2), ((2, 2), (2, 2)))
     """
     w = _p.as_array(conv_weight, "conv_weight")
-    if w.ndim != 4:
-        raise ValueError(f"conv_weight must be 4-D (C*rh*rw, C_in/groups, kH, kW), got shape {w.shape}")
-    rh, rw = _p.positive_pair(upscale_factor, "upscale_factor")
-    g = _p._as_int(groups, "groups")
-    if g < 1:
-        raise ValueError(f"groups must be >= 1, got {groups!r}")
-    c_conv, cg_in, kh, kw = w.shape
-    if c_conv % (rh * rw):
-        raise ValueError(f"conv_weight has {c_conv} output channels, not divisible by {rh * rw}")
-    channels = c_conv // (rh * rw)
+    rank = _weight_rank(w, "conv_weight", "(C*prod(upscale_factor), C_in/groups, *kernel)")
+    params = _p.conv_params(
+        "subpixel", w, None, rank=rank, padding=padding, groups=groups, upscale_factor=upscale_factor
+    )
+    g, r, channels = params.groups, params.factor, params.out_channels
     if channels % g:
         raise ValueError(f"groups={g} must divide the {channels} output channels after the shuffle")
-    spec = _p.padding_spec(padding)
     crops = []
-    for axis, (k, r) in enumerate(((kh, rh), (kw, rw))):
-        if spec == "same":
-            lo, hi = (k - 1) // 2, k - 1 - (k - 1) // 2
-        else:
-            lo, hi = (0, 0) if isinstance(spec, str) else spec[axis]
+    for axis, k in enumerate(params.kernel):
+        # stride 1: the "same" split does not depend on the input size
+        lo, hi = _p.conv_axis_padding(params.padding, axis, 1, k, 1)
         if max(lo, hi) > k - 1:
             raise ValueError(f"padding must be at most kernel size - 1 = {k - 1} per side, got {padding!r}")
-        crops.append(((k - 1 - lo) * r, (k - 1 - hi) * r))
-    # weight[c_in, c, (k-1-a)*r + i, ...] = conv_weight[c*r*r + i*rw + j, c_in, a, ...]
-    blocks = w.astype(_p.result_dtype(w), copy=False).reshape(g, channels // g, rh, rw, cg_in, kh, kw)
-    flipped = blocks[:, :, :, :, :, ::-1, ::-1]
-    deconv = flipped.transpose(0, 4, 1, 5, 2, 6, 3).reshape(g * cg_in, channels // g, kh * rh, kw * rw)
-    return DeconvWeight(np.ascontiguousarray(deconv), (rh, rw), (crops[0], crops[1]), (0, 0), g)
+        crops.append(((k - 1 - lo) * r[axis], (k - 1 - hi) * r[axis]))
+    # weight[c_in, c, (k-1-a)*r + i, ...] = conv_weight[c*prod(r) + phase(i, ...), c_in, a, ...]:
+    # axes g, c/g, r_1..r_n, c_in/g, k_1..k_n
+    cg_in = w.shape[1]
+    blocks = w.astype(_p.result_dtype(w), copy=False).reshape((g, channels // g) + r + (cg_in,) + params.kernel)
+    flipped = blocks[(slice(None),) * (3 + rank) + (slice(None, None, -1),) * rank]
+    kernel_axes, phase_axes = tuple(range(3 + rank, 3 + 2 * rank)), tuple(range(2, 2 + rank))
+    deconv = flipped.transpose((0, 2 + rank, 1) + _interleave(kernel_axes, phase_axes))
+    deconv = deconv.reshape((g * cg_in, channels // g) + tuple(k * f for k, f in zip(params.kernel, r)))
+    return DeconvWeight(np.ascontiguousarray(deconv), r, tuple(crops), (0,) * rank, g)

@@ -1,99 +1,221 @@
-"""Pure-NumPy reference implementation (the oracle) of every op in subpixel_ext.
+"""Pure-NumPy reference implementation (the oracle) of every op in subpixel_ext, in 1-D, 2-D, 3-D.
 
 Each op is written from its *definition*, deliberately independent of the polyphase identity
 that the native core relies on, so that the two can be checked against each other:
 
-* ``conv_transpose2d`` scatters every input pixel, weighted by each kernel tap, into the full
-  (uncropped) output and then takes the window ``y[o] = full[o + pad_begin]``;
-* ``conv2d`` zero-pads the input and sums strided slices of it over the kernel taps;
+* ``conv_transpose{1,2,3}d`` scatter every input element, weighted by each kernel tap, into the
+  full (uncropped) output and then take the window ``y[o] = full[o + pad_begin]`` per axis;
+* ``conv{1,2,3}d`` zero-pad the input and sum strided slices of it over the kernel taps;
 * ``pixel_shuffle`` / ``pixel_unshuffle`` are reshapes and transposes spelling out the index
-  maps of the CRD (PyTorch) and DCR (TensorFlow depth_to_space) channel orders;
+  maps of the CRD (PyTorch) and DCR (TensorFlow depth_to_space) channel orders, for any rank;
 * ``zero_insert`` and ``split_kernel`` are the two halves of the textbook construction.
 
 Clarity comes before speed: the only Python loops run over kernel taps (or sub-kernels);
-batch and channels are vectorized with ``np.einsum``. Argument checking and output geometry
-come from ``_params`` so that this module and the native API agree on what is computed and
-raise the same errors. Every function computes in ``_params.result_dtype`` of its inputs and
-returns a new C-contiguous array; inputs are never modified.
+batch and channels are vectorized with ``np.einsum``. One rank-generic private core per op does
+the work; the public functions per rank are thin wrappers. Argument checking and output geometry
+come from ``_params`` so that this module and the native API agree on what is computed and raise
+the same errors. Every function computes in ``_params.result_dtype`` of its inputs and returns a
+new C-contiguous array; inputs are never modified.
+
+The convolutions take ``activation`` (None, "relu", "relu6", "leaky_relu", "tanh", "sigmoid";
+PyTorch's definitions, ``negative_slope`` for leaky_relu), applied after the bias.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from ._params import (
-    LAYOUTS,
-    MODES,
-    ConvShapes,
+    ConvGeometry,
+    ConvParams,
+    activation_spec,
     as_array,
-    choice,
     conv_geometry,
-    conv_shapes,
-    int_pair,
-    output_shape,
-    positive_pair,
+    conv_params,
     result_dtype,
-    shuffle_shapes,
-    transposed_geometry,
+    shuffle_spec,
+    split_kernel_spec,
+    zero_insert_spec,
 )
+from ._typing import ArrayLike, IntOrTuple, Layout, OutputSize, Padding
 
 __all__ = [
+    "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
+    "conv1d",
     "conv2d",
+    "conv3d",
+    "subpixel_conv1d",
+    "subpixel_conv2d",
+    "subpixel_conv3d",
     "pixel_shuffle",
     "pixel_unshuffle",
     "zero_insert",
     "split_kernel",
-    "subpixel_conv2d",
 ]
+
+_Prepared = Tuple[ConvParams, ConvGeometry, np.ndarray, np.ndarray, Optional[np.ndarray], np.dtype]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _optional_array(value: Any, name: str) -> Optional[np.ndarray]:
-    return None if value is None else as_array(value, name)
+def _prepare(
+    kind: str, rank: int, x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike],
+    output_size: Optional[OutputSize] = None, **params: object,
+) -> _Prepared:
+    """Arrays, checked parameters and geometry of one convolution call."""
+    xa = as_array(x, "x")
+    wa = as_array(weight, "weight")
+    ba = None if bias is None else as_array(bias, "bias")
+    conv = conv_params(kind, wa, ba, rank=rank, **params)  # type: ignore[arg-type]
+    geo = conv_geometry(conv, xa.shape, output_size)
+    return conv, geo, xa, wa, ba, result_dtype(xa, wa, ba)
 
 
-def _to_nchw(x: np.ndarray, shapes: ConvShapes, layout: str, dtype: np.dtype) -> np.ndarray:
-    """A fresh 4-D NCHW copy of `x` in `dtype` (adds the batch axis when x is unbatched)."""
-    x4 = x if shapes.batched else x[np.newaxis]
-    if layout == "NHWC":
-        x4 = x4.transpose(0, 3, 1, 2)
-    return np.array(x4, dtype=dtype, order="C", copy=True)
+def _channels_first(x: np.ndarray, conv: ConvParams, geo: ConvGeometry, dtype: np.dtype) -> np.ndarray:
+    """A fresh (N, C, *spatial) copy of `x` in `dtype` (adds the batch axis when unbatched)."""
+    xb = x if geo.batched else x[np.newaxis]
+    if conv.channels_last:
+        xb = np.moveaxis(xb, -1, 1)
+    return np.array(xb, dtype=dtype, order="C", copy=True)
 
 
-def _from_nchw(
-    y: np.ndarray, shapes: ConvShapes, layout: str, shape: Tuple[int, ...]
+def _finish(
+    y: np.ndarray, conv: ConvParams, geo: ConvGeometry, bias: Optional[np.ndarray],
+    activation: Optional[str], negative_slope: float,
 ) -> np.ndarray:
-    """Back from 4-D NCHW to the caller's layout and rank, as a new C-contiguous array."""
-    if layout == "NHWC":
-        y = y.transpose(0, 2, 3, 1)
-    if not shapes.batched:
+    """Bias, activation, then back from (N, C, *spatial) to the caller's layout and rank."""
+    if bias is not None:
+        y += bias.astype(y.dtype).reshape((1, -1) + (1,) * conv.rank)
+    y = _activate(y, activation, negative_slope)
+    if conv.kind == "subpixel":
+        y = _shuffle_channels_first(y, conv.factor, conv.dcr, inverse=False)
+    if conv.channels_last:
+        y = np.moveaxis(y, 1, -1)
+    if not geo.batched:
         y = y[0]
     result = np.array(y, order="C", copy=True)
-    assert result.shape == shape, (result.shape, shape)
+    assert result.shape == geo.out_shape, (result.shape, geo.out_shape)
     return result
+
+
+def _activate(y: np.ndarray, activation: Optional[str], negative_slope: float) -> np.ndarray:
+    result: np.ndarray
+    if activation is None:
+        result = y
+    elif activation == "relu":
+        result = np.maximum(y, 0)
+    elif activation == "relu6":
+        result = np.clip(y, 0, 6)
+    elif activation == "leaky_relu":
+        result = np.where(y >= 0, y, y * negative_slope)
+    elif activation == "tanh":
+        result = np.tanh(y)
+    else:
+        result = np.exp(-np.logaddexp(0, -y))  # sigmoid 1 / (1 + exp(-y)) without overflow
+    return result
+
+
+def _taps(kernel: Tuple[int, ...]) -> "itertools.product[Tuple[int, ...]]":
+    return itertools.product(*(range(k) for k in kernel))
 
 
 # ----------------------------------------------------------------------------- convolutions
 
 
+def _conv_transpose(
+    rank: int, x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike], output_size: Optional[OutputSize],
+    activation: Optional[str], negative_slope: float, **params: object,
+) -> np.ndarray:
+    """Scatter form: full[i*s + k*d] += x[i] * w[k] per axis, then y[o] = full[o + pad_begin]."""
+    act, slope = activation_spec(activation, negative_slope)
+    conv, geo, xa, wa, ba, dtype = _prepare("conv_transpose", rank, x, weight, bias, output_size, **params)
+    n, g = geo.n, conv.groups
+    cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
+    xg = _channels_first(xa, conv, geo, dtype).reshape((n, g, cin_g) + geo.in_spatial)
+    wg = np.array(wa, dtype=dtype, copy=True).reshape((g, cin_g, cout_g) + conv.kernel)
+
+    full_spatial = tuple(
+        (h - 1) * s + k_eff for h, s, k_eff in zip(geo.in_spatial, conv.stride, conv.effective_kernel)
+    )
+    full = np.zeros((n, g, cout_g) + full_spatial, dtype=dtype)
+    for tap in _taps(conv.kernel):
+        # input element i lands at i*s + k*d of the full output, per axis
+        contribution = np.einsum("ngi...,gio->ngo...", xg, wg[(Ellipsis,) + tap])
+        window = tuple(
+            slice(k * d, k * d + (h - 1) * s + 1, s)
+            for k, d, h, s in zip(tap, conv.dilation, geo.in_spatial, conv.stride)
+        )
+        full[(slice(None),) * 3 + window] += contribution
+    full = full.reshape((n, conv.out_channels) + full_spatial)
+
+    # y[o] = full[o + pad_begin] where 0 <= o + pad_begin < L; elsewhere 0
+    y = np.zeros((n, conv.out_channels) + geo.out_spatial, dtype=dtype)
+    keep = tuple(max(0, min(out, size - top)) for out, size, top in zip(geo.out_spatial, full_spatial, geo.pad_begin))
+    target = tuple(slice(0, k) for k in keep)
+    source = tuple(slice(top, top + k) for top, k in zip(geo.pad_begin, keep))
+    y[(slice(None),) * 2 + target] = full[(slice(None),) * 2 + source]
+    return _finish(y, conv, geo, ba, act, slope)
+
+
+def _conv(
+    kind: str, rank: int, x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike],
+    activation: Optional[str], negative_slope: float, **params: object,
+) -> np.ndarray:
+    """Cross-correlation of the zero-padded input: y[o] = sum_k xpad[o*s + k*d] * w[k] per axis
+    (kind "subpixel": the same, then pixel_shuffle)."""
+    act, slope = activation_spec(activation, negative_slope)
+    conv, geo, xa, wa, ba, dtype = _prepare(kind, rank, x, weight, bias, None, **params)
+    n, g = geo.n, conv.groups
+    cin_g, cout_g = conv.in_channels // g, conv.weight_out_channels // g
+    conv_out = tuple(out // f for out, f in zip(geo.out_spatial, conv.factor))
+
+    padded = tuple(lo + h + hi for lo, h, hi in zip(geo.pad_begin, geo.in_spatial, geo.pad_end))
+    xp = np.zeros((n, conv.in_channels) + padded, dtype=dtype)
+    inner = tuple(slice(lo, lo + h) for lo, h in zip(geo.pad_begin, geo.in_spatial))
+    xp[(slice(None),) * 2 + inner] = _channels_first(xa, conv, geo, dtype)
+    xp = xp.reshape((n, g, cin_g) + padded)
+    wg = np.array(wa, dtype=dtype, copy=True).reshape((g, cout_g, cin_g) + conv.kernel)
+
+    y = np.zeros((n, g, cout_g) + conv_out, dtype=dtype)
+    for tap in _taps(conv.kernel):
+        window = tuple(
+            slice(k * d, k * d + (out - 1) * s + 1, s)
+            for k, d, out, s in zip(tap, conv.dilation, conv_out, conv.stride)
+        )
+        y += np.einsum("ngi...,goi->ngo...", xp[(slice(None),) * 3 + window], wg[(Ellipsis,) + tap])
+    y = y.reshape((n, conv.weight_out_channels) + conv_out)
+    return _finish(y, conv, geo, ba, act, slope)
+
+
+def conv_transpose1d(
+    x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+    padding: Padding = 0, output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1, *,
+    output_size: Optional[OutputSize] = None, layout: Layout = "NCL",
+    activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """Transposed 1-D convolution (torch.nn.functional.conv_transpose1d semantics), scatter form.
+
+    x is (N, C_in, L) or (C_in, L) (NLC: channels last), weight (C_in, C_out/groups, kL), bias
+    (C_out,). See :func:`conv_transpose2d` for the definition, which holds per axis.
+    """
+    return _conv_transpose(
+        1, x, weight, bias, output_size, activation, negative_slope, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation, layout=layout,
+    )
+
+
 def conv_transpose2d(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    output_padding: Any = 0,
-    groups: Any = 1,
-    dilation: Any = 1,
-    *,
-    output_size: Any = None,
-    layout: str = "NCHW",
+    x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+    padding: Padding = 0, output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1, *,
+    output_size: Optional[OutputSize] = None, layout: Layout = "NCHW",
+    activation: Optional[str] = None, negative_slope: float = 0.01,
 ) -> np.ndarray:
     """Transposed convolution (torch.nn.functional.conv_transpose2d semantics), scatter form.
 
@@ -102,65 +224,45 @@ def conv_transpose2d(
     full[i*s + k*d] += x[i] * w[k]; the result is y[o] = full[o + pad_begin] for o in
     [0, out), zero where o + pad_begin falls outside [0, L), plus the bias.
     """
-    lay = choice(layout, "layout", LAYOUTS)
-    xa = as_array(x, "x")
-    wa = as_array(weight, "weight")
-    ba = _optional_array(bias, "bias")
-    shapes, g, c_out = conv_shapes(xa, wa, ba, groups, lay, transposed=True)
-    s = positive_pair(stride, "stride")
-    d = positive_pair(dilation, "dilation")
-    geo = transposed_geometry(
-        shapes.hw, shapes.kernel_hw, s, d, padding, output_padding, output_size
+    return _conv_transpose(
+        2, x, weight, bias, output_size, activation, negative_slope, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation, layout=layout,
     )
-    dtype = result_dtype(xa, wa, ba)
 
-    n, c_in = shapes.n, shapes.c
-    h, w = shapes.hw
-    kh, kw = shapes.kernel_hw
-    cin_g, cout_g = c_in // g, c_out // g
 
-    xg = _to_nchw(xa, shapes, lay, dtype).reshape(n, g, cin_g, h, w)
-    wg = np.array(wa, dtype=dtype, copy=True).reshape(g, cin_g, cout_g, kh, kw)
+def conv_transpose3d(
+    x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+    padding: Padding = 0, output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1, *,
+    output_size: Optional[OutputSize] = None, layout: Layout = "NCDHW",
+    activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """Transposed 3-D convolution (torch.nn.functional.conv_transpose3d semantics), scatter form.
 
-    full_h = (h - 1) * s[0] + d[0] * (kh - 1) + 1
-    full_w = (w - 1) * s[1] + d[1] * (kw - 1) + 1
-    full = np.zeros((n, g, cout_g, full_h, full_w), dtype=dtype)
-    for a in range(kh):
-        for b in range(kw):
-            # input pixel (i, j) lands at (i*sh + a*dh, j*sw + b*dw) of the full output
-            contribution = np.einsum("ngihw,gio->ngohw", xg, wg[:, :, :, a, b])
-            full[
-                :,
-                :,
-                :,
-                a * d[0] : a * d[0] + (h - 1) * s[0] + 1 : s[0],
-                b * d[1] : b * d[1] + (w - 1) * s[1] + 1 : s[1],
-            ] += contribution
-    full = full.reshape(n, c_out, full_h, full_w)
+    x is (N, C_in, D, H, W) or (C_in, D, H, W) (NDHWC: channels last), weight (C_in,
+    C_out/groups, kD, kH, kW), bias (C_out,). See :func:`conv_transpose2d`.
+    """
+    return _conv_transpose(
+        3, x, weight, bias, output_size, activation, negative_slope, stride=stride, padding=padding,
+        output_padding=output_padding, groups=groups, dilation=dilation, layout=layout,
+    )
 
-    out_h, out_w = geo.out_hw
-    top, left = geo.pad_begin
-    y = np.zeros((n, c_out, out_h, out_w), dtype=dtype)
-    # y[o] = full[o + pad_begin] where 0 <= o + pad_begin < L; elsewhere 0
-    keep_h = max(0, min(out_h, full_h - top))
-    keep_w = max(0, min(out_w, full_w - left))
-    y[:, :, :keep_h, :keep_w] = full[:, :, top : top + keep_h, left : left + keep_w]
-    if ba is not None:
-        y += ba.astype(dtype).reshape(1, c_out, 1, 1)
 
-    return _from_nchw(y, shapes, lay, output_shape(shapes, c_out, geo.out_hw, lay))
+def conv1d(
+    x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+    padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *, layout: Layout = "NCL",
+    activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """1-D convolution as cross-correlation (torch.nn.functional.conv1d); see :func:`conv2d`."""
+    return _conv(
+        "conv", 1, x, weight, bias, activation, negative_slope, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, layout=layout,
+    )
 
 
 def conv2d(
-    x: Any,
-    weight: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    *,
-    layout: str = "NCHW",
+    x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+    padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *, layout: Layout = "NCHW",
+    activation: Optional[str] = None, negative_slope: float = 0.01,
 ) -> np.ndarray:
     """Convolution as cross-correlation (torch.nn.functional.conv2d semantics).
 
@@ -169,102 +271,123 @@ def conv2d(
     y[n, co, oh, ow] = sum over ci in co's group, a, b of
     xpad[n, ci, oh*sh + a*dh, ow*sw + b*dw] * weight[co, ci, a, b], plus the bias.
     """
-    lay = choice(layout, "layout", LAYOUTS)
-    xa = as_array(x, "x")
-    wa = as_array(weight, "weight")
-    ba = _optional_array(bias, "bias")
-    shapes, g, c_out = conv_shapes(xa, wa, ba, groups, lay, transposed=False)
-    s = positive_pair(stride, "stride")
-    d = positive_pair(dilation, "dilation")
-    geo = conv_geometry(shapes.hw, shapes.kernel_hw, s, d, padding)
-    dtype = result_dtype(xa, wa, ba)
+    return _conv(
+        "conv", 2, x, weight, bias, activation, negative_slope, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, layout=layout,
+    )
 
-    n, c_in = shapes.n, shapes.c
-    h, w = shapes.hw
-    kh, kw = shapes.kernel_hw
-    cin_g, cout_g = c_in // g, c_out // g
-    top, left = geo.pad_begin
-    bottom, right = geo.pad_end
-    out_h, out_w = geo.out_hw
 
-    xp = np.zeros((n, c_in, top + h + bottom, left + w + right), dtype=dtype)
-    xp[:, :, top : top + h, left : left + w] = _to_nchw(xa, shapes, lay, dtype)
-    xp = xp.reshape(n, g, cin_g, top + h + bottom, left + w + right)
-    wg = np.array(wa, dtype=dtype, copy=True).reshape(g, cout_g, cin_g, kh, kw)
+def conv3d(
+    x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, stride: IntOrTuple = 1,
+    padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *, layout: Layout = "NCDHW",
+    activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """3-D convolution as cross-correlation (torch.nn.functional.conv3d); see :func:`conv2d`."""
+    return _conv(
+        "conv", 3, x, weight, bias, activation, negative_slope, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, layout=layout,
+    )
 
-    y = np.zeros((n, g, cout_g, out_h, out_w), dtype=dtype)
-    for a in range(kh):
-        for b in range(kw):
-            patch = xp[
-                :,
-                :,
-                :,
-                a * d[0] : a * d[0] + (out_h - 1) * s[0] + 1 : s[0],
-                b * d[1] : b * d[1] + (out_w - 1) * s[1] + 1 : s[1],
-            ]
-            y += np.einsum("ngihw,goi->ngohw", patch, wg[:, :, :, a, b])
-    y = y.reshape(n, c_out, out_h, out_w)
-    if ba is not None:
-        y += ba.astype(dtype).reshape(1, c_out, 1, 1)
 
-    return _from_nchw(y, shapes, lay, output_shape(shapes, c_out, geo.out_hw, lay))
+def subpixel_conv1d(
+    x: ArrayLike, weight: ArrayLike, upscale_factor: IntOrTuple, bias: Optional[ArrayLike] = None,
+    stride: IntOrTuple = 1, padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *,
+    layout: Layout = "NCL", mode: str = "CRD", activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """pixel_shuffle(conv1d(x, weight, bias, ...), (r,)); weight is (C*r, C_in/groups, kL)."""
+    return _conv(
+        "subpixel", 1, x, weight, bias, activation, negative_slope, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, layout=layout, upscale_factor=upscale_factor, mode=mode,
+    )
+
+
+def subpixel_conv2d(
+    x: ArrayLike, weight: ArrayLike, upscale_factor: IntOrTuple, bias: Optional[ArrayLike] = None,
+    stride: IntOrTuple = 1, padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *,
+    layout: Layout = "NCHW", mode: str = "CRD", activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """Sub-pixel convolution: pixel_shuffle(conv2d(x, weight, bias, ...), upscale_factor).
+
+    weight is (C*rh*rw, C_in/groups, kH, kW) and bias has the conv's C*rh*rw entries.
+    """
+    return _conv(
+        "subpixel", 2, x, weight, bias, activation, negative_slope, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, layout=layout, upscale_factor=upscale_factor, mode=mode,
+    )
+
+
+def subpixel_conv3d(
+    x: ArrayLike, weight: ArrayLike, upscale_factor: IntOrTuple, bias: Optional[ArrayLike] = None,
+    stride: IntOrTuple = 1, padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *,
+    layout: Layout = "NCDHW", mode: str = "CRD", activation: Optional[str] = None, negative_slope: float = 0.01,
+) -> np.ndarray:
+    """pixel_shuffle(conv3d(x, weight, bias, ...), (rd, rh, rw)); weight is (C*rd*rh*rw, C_in/groups,
+    kD, kH, kW)."""
+    return _conv(
+        "subpixel", 3, x, weight, bias, activation, negative_slope, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, layout=layout, upscale_factor=upscale_factor, mode=mode,
+    )
 
 
 # ----------------------------------------------------------------------------- pixel shuffle
 
 
-def _shuffle(x: Any, factor: Any, layout: str, mode: str, inverse: bool, name: str) -> np.ndarray:
-    lay = choice(layout, "layout", LAYOUTS)
-    md = choice(mode, "mode", MODES)
-    rh, rw = int_pair(factor, name, minimum=1)
-    xa = as_array(x, "x")
-    shape, batch, c_in, h_in, w_in = shuffle_shapes(xa, (rh, rw), lay, inverse, name)
-    dtype = result_dtype(xa)
+def _interleave(first: Sequence[int], second: Sequence[int]) -> Tuple[int, ...]:
+    return tuple(v for pair in zip(first, second) for v in pair)
 
-    # Work in (batch, C, H, W); NHWC uses the same index maps with channels last.
-    xc = np.array(xa, dtype=dtype, copy=True)
-    if lay == "NHWC":
-        xc = np.moveaxis(xc, -1, -3)
-    xc = xc.reshape(batch, c_in, h_in, w_in)
 
+def _shuffle_channels_first(x: np.ndarray, factor: Tuple[int, ...], dcr: bool, inverse: bool) -> np.ndarray:
+    """(B, C*prod(r), *S) <-> (B, C, *(S*r)) for channels-first x; high-res o = s*r + i per axis."""
+    k, b = len(factor), x.shape[0]
     if not inverse:
-        c, h, w = c_in // (rh * rw), h_in, w_in
-        # CRD: in[c*rh*rw + i*rw + j]; DCR: in[(i*rw + j)*C + c]
-        if md == "CRD":
-            t = xc.reshape(batch, c, rh, rw, h, w)  # axes n, c, i, j, h, w
-            t = t.transpose(0, 1, 4, 2, 5, 3)  # n, c, h, i, w, j
-        else:
-            t = xc.reshape(batch, rh, rw, c, h, w)  # axes n, i, j, c, h, w
-            t = t.transpose(0, 3, 4, 1, 5, 2)  # n, c, h, i, w, j
-        y = t.reshape(batch, c, h * rh, w * rw)  # out[n, c, h*rh + i, w*rw + j]
-    else:
-        c, h, w = c_in, h_in // rh, w_in // rw
-        t = xc.reshape(batch, c, h, rh, w, rw)  # axes n, c, h, i, w, j
-        if md == "CRD":
-            t = t.transpose(0, 1, 3, 5, 2, 4)  # n, c, i, j, h, w
-        else:
-            t = t.transpose(0, 3, 5, 1, 2, 4)  # n, i, j, c, h, w
-        y = t.reshape(batch, c * rh * rw, h, w)
+        spatial = x.shape[2:]
+        c = x.shape[1] // math.prod(factor)
+        if dcr:  # in[(i_1, ..., i_k) * C + c]: axes b, i_1..i_k, c, s_1..s_k
+            t = x.reshape((b,) + factor + (c,) + spatial)
+            order = (0, k + 1) + _interleave(range(k + 2, 2 * k + 2), range(1, k + 1))
+        else:  # in[c * prod(r) + (i_1, ..., i_k)]: axes b, c, i_1..i_k, s_1..s_k
+            t = x.reshape((b, c) + factor + spatial)
+            order = (0, 1) + _interleave(range(k + 2, 2 * k + 2), range(2, k + 2))
+        high: np.ndarray = t.transpose(order).reshape((b, c) + tuple(s * r for s, r in zip(spatial, factor)))
+        return high
+    c = x.shape[1]
+    spatial = tuple(h // r for h, r in zip(x.shape[2:], factor))
+    t = x.reshape((b, c) + _interleave(spatial, factor))  # axes b, c, s_1, i_1, ..., s_k, i_k
+    sizes, phases = range(2, 2 * k + 2, 2), range(3, 2 * k + 2, 2)
+    order = (0,) + tuple(phases) + (1,) + tuple(sizes) if dcr else (0, 1) + tuple(phases) + tuple(sizes)
+    low: np.ndarray = t.transpose(order).reshape((b, c * math.prod(factor)) + spatial)
+    return low
 
-    if lay == "NHWC":
-        y = np.moveaxis(y, -3, -1)
-    result = np.array(y.reshape(shape), order="C", copy=True)
-    return result
+
+def _shuffle(x: ArrayLike, factor: IntOrTuple, layout: Optional[Layout], mode: str, inverse: bool, name: str) -> np.ndarray:
+    xa = as_array(x, "x")
+    spec = shuffle_spec(xa.shape, factor, layout, mode, inverse, name)
+    xc = np.array(xa, dtype=result_dtype(xa), copy=True)
+    if spec.channels_last:
+        xc = np.moveaxis(xc, -1, -spec.rank - 1)
+    y = _shuffle_channels_first(xc.reshape((spec.batch,) + xc.shape[-spec.rank - 1 :]), spec.factor, spec.dcr, inverse)
+    if spec.channels_last:
+        y = np.moveaxis(y, 1, -1)
+    return np.array(y.reshape(spec.out_shape), order="C", copy=True)
 
 
 def pixel_shuffle(
-    x: Any, upscale_factor: Any, *, layout: str = "NCHW", mode: str = "CRD"
+    x: ArrayLike, upscale_factor: IntOrTuple, *, layout: Optional[Layout] = None, mode: str = "CRD"
 ) -> np.ndarray:
-    """Depth to space: (..., C*rh*rw, H, W) -> (..., C, H*rh, W*rw) (NHWC: channels last).
+    """Depth to space: (..., C*rh*rw, H, W) -> (..., C, H*rh, W*rw) for an int or pair factor,
+    (..., C*r, L) -> (..., C, L*r) for (r,), (..., C*rd*rh*rw, D, H, W) -> ... for a triple.
 
+    layout None is channels first; the rank's names ("NCHW"/"NHWC", "NCL"/"NLC",
+    "NCDHW"/"NDHWC") or "channels_first"/"channels_last".
     CRD (PyTorch): out[..., c, h*rh+i, w*rw+j] = in[..., c*rh*rw + i*rw + j, h, w].
     DCR (TF depth_to_space): out[..., c, h*rh+i, w*rw+j] = in[..., (i*rw + j)*C + c, h, w].
+    Other ranks likewise, the phase (i_1, ..., i_k) in row-major order.
     """
     return _shuffle(x, upscale_factor, layout, mode, False, "upscale_factor")
 
 
 def pixel_unshuffle(
-    x: Any, downscale_factor: Any, *, layout: str = "NCHW", mode: str = "CRD"
+    x: ArrayLike, downscale_factor: IntOrTuple, *, layout: Optional[Layout] = None, mode: str = "CRD"
 ) -> np.ndarray:
     """Space to depth, the exact inverse of pixel_shuffle with the same factor and mode."""
     return _shuffle(x, downscale_factor, layout, mode, True, "downscale_factor")
@@ -273,61 +396,32 @@ def pixel_unshuffle(
 # ----------------------------------------------------------------------------- building blocks
 
 
-def zero_insert(x: Any, stride: Any) -> np.ndarray:
-    """(..., H, W) -> (..., H*sh, W*sw): zeros with x[..., i, j] at [..., i*sh, j*sw]."""
+def zero_insert(x: ArrayLike, stride: IntOrTuple) -> np.ndarray:
+    """Spread the trailing axes apart: x[..., i, j] lands at [..., i*sh, j*sw], zeros between.
+
+    An int stride acts on the last two axes, a tuple of k ints on the last k.
+    """
     xa = as_array(x, "x")
-    if xa.ndim < 2:
-        raise ValueError(f"x must have at least 2 dimensions, got shape {xa.shape}")
-    sh, sw = positive_pair(stride, "stride")
-    dtype = result_dtype(xa)
-    h, w = xa.shape[-2:]
-    out = np.zeros(xa.shape[:-2] + (h * sh, w * sw), dtype=dtype)
-    out[..., ::sh, ::sw] = xa
+    strides, shape = zero_insert_spec(xa.shape, stride)
+    out = np.zeros(shape, dtype=result_dtype(xa))
+    out[(Ellipsis,) + tuple(slice(None, None, s) for s in strides)] = xa
     return out
 
 
-def split_kernel(kernel: Any, stride: Any) -> np.ndarray:
-    """(..., kH, kW) -> (sh*sw, ..., ceil(kH/sh), ceil(kW/sw)).
+def split_kernel(kernel: ArrayLike, stride: IntOrTuple) -> np.ndarray:
+    """(..., kH, kW) -> (sh*sw, ..., ceil(kH/sh), ceil(kW/sw)) (an int stride: the last two axes;
+    a tuple of k: the last k).
 
-    The kernel is zero-padded at the end to a multiple of the stride; sub-kernel a*sw + b is
-    padded[..., a::sh, b::sw].
+    The kernel is zero-padded at the end to a multiple of the stride; sub-kernel number p of the
+    phases (a, b) in row-major order (p = a*sw + b in 2-D) is padded[..., a::sh, b::sw].
     """
     ka = as_array(kernel, "kernel")
-    if ka.ndim < 2:
-        raise ValueError(f"kernel must have at least 2 dimensions, got shape {ka.shape}")
-    sh, sw = positive_pair(stride, "stride")
-    dtype = result_dtype(ka)
-    kh, kw = ka.shape[-2:]
-    th, tw = math.ceil(kh / sh), math.ceil(kw / sw)
-    lead = ka.shape[:-2]
-    padded = np.zeros(lead + (th * sh, tw * sw), dtype=dtype)
-    padded[..., :kh, :kw] = ka
-    out = np.zeros((sh * sw,) + lead + (th, tw), dtype=dtype)
-    for a in range(sh):
-        for b in range(sw):
-            out[a * sw + b] = padded[..., a::sh, b::sw]
+    strides, taps = split_kernel_spec(ka.shape, stride)
+    k = len(strides)
+    lead, sizes = ka.shape[:-k], ka.shape[-k:]
+    padded = np.zeros(lead + tuple(t * s for t, s in zip(taps, strides)), dtype=result_dtype(ka))
+    padded[(Ellipsis,) + tuple(slice(0, size) for size in sizes)] = ka
+    out = np.zeros((math.prod(strides),) + lead + taps, dtype=padded.dtype)
+    for index, phase in enumerate(itertools.product(*(range(s) for s in strides))):
+        out[index] = padded[(Ellipsis,) + tuple(slice(p, None, s) for p, s in zip(phase, strides))]
     return out
-
-
-def subpixel_conv2d(
-    x: Any,
-    weight: Any,
-    upscale_factor: Any,
-    bias: Any = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: Any = 1,
-    *,
-    layout: str = "NCHW",
-    mode: str = "CRD",
-) -> np.ndarray:
-    """Sub-pixel convolution: pixel_shuffle(conv2d(x, weight, bias, ...), upscale_factor).
-
-    weight is (C*rh*rw, C_in/groups, kH, kW) and bias has the conv's C*rh*rw entries.
-    """
-    # check the cheap arguments first so that a bad factor or mode fails before the conv runs
-    int_pair(upscale_factor, "upscale_factor", minimum=1)
-    choice(mode, "mode", MODES)
-    y = conv2d(x, weight, bias, stride, padding, dilation, groups, layout=layout)
-    return pixel_shuffle(y, upscale_factor, layout=layout, mode=mode)
