@@ -65,6 +65,8 @@ def test_per_axis_extreme_integers(rank: int, big: int) -> None:
     else:
         with pytest.raises(OverflowError, match=f"stride must fit in int64.*{big}"):
             p.per_axis(big, "stride", rank, minimum=1)
+        with pytest.raises(ValueError, match="stride"):  # IntegerRangeError is both
+            p.per_axis(big, "stride", rank, minimum=1)
         with pytest.raises(OverflowError, match="stride"):
             p.per_axis((1,) * (rank - 1) + (big,), "stride", rank, minimum=1)
     with pytest.raises(ValueError, match=f"stride must be >= 1, got -{big}"):
@@ -142,8 +144,10 @@ def test_num_threads() -> None:
     assert p.num_threads(None) == 0
     assert p.num_threads(3) == 3
     assert p.num_threads(np.int64(4)) == 4
+    assert p.num_threads(2**31 - 1) == 2**31 - 1  # passed through: the native side caps it
     for big in EXTREMES:
-        assert p.num_threads(big) == 2**31 - 1
+        with pytest.raises(OverflowError, match=f"num_threads must be at most 2\\*\\*31 - 1, got {big}"):
+            p.num_threads(big)
     for bad, exc in [(0, ValueError), (-1, ValueError), (-(2**70), ValueError), (1.5, TypeError), (True, TypeError)]:
         with pytest.raises(exc, match="num_threads"):
             p.num_threads(bad)

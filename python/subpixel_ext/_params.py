@@ -32,11 +32,16 @@ METHODS = ("auto", "direct", "polyphase")
 KINDS = ("conv", "conv_transpose", "subpixel")
 ACTIVATIONS = ("relu", "relu6", "leaky_relu", "tanh", "sigmoid")
 INT64_MAX = 2**63 - 1
-MAX_THREADS = 2**31 - 1  # num_threads is clamped to a C int; the native side caps it further
+MAX_THREADS = 2**31 - 1  # a C int; the native side caps num_threads further
 _MAX_BYTES = sys.maxsize  # largest byte count a pointer difference can hold
 
 
 # ----------------------------------------------------------------------------- scalars
+
+
+class IntegerRangeError(OverflowError, ValueError):
+    """An integer argument or a size derived from them that does not fit int64 (or a C int for
+    num_threads): both an OverflowError and a ValueError, so either ``except`` catches it."""
 
 
 def _as_int(value: object, name: str) -> int:
@@ -53,7 +58,7 @@ def _in_range(value: int, name: str, minimum: Optional[int], shown: object) -> i
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {shown!r}")
     if not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise OverflowError(f"{name} must fit in int64 (|value| < 2**63), got {shown!r}")
+        raise IntegerRangeError(f"{name} must fit in int64 (|value| < 2**63), got {shown!r}")
     return value
 
 
@@ -116,13 +121,16 @@ def layout_name(channels_last: bool, rank: int) -> str:
 
 
 def num_threads(value: object) -> int:
-    """None -> 0 (the default); otherwise an int >= 1, clamped to 2**31 - 1."""
+    """None -> 0 (the default); otherwise an int in [1, 2**31 - 1], passed through (the native
+    side caps it at what it can run); larger values raise IntegerRangeError."""
     if value is None:
         return 0
     n = _as_int(value, "num_threads")
     if n < 1:
         raise ValueError(f"num_threads must be None or >= 1, got {value!r}")
-    return min(n, MAX_THREADS)
+    if n > MAX_THREADS:
+        raise IntegerRangeError(f"num_threads must be at most 2**31 - 1, got {value!r}")
+    return n
 
 
 def activation_spec(activation: object, negative_slope: object) -> Tuple[Optional[str], float]:
@@ -205,7 +213,7 @@ def check_out(
 
 def _fits(value: int, what: str) -> int:
     if value > INT64_MAX:
-        raise OverflowError(f"{what} would be {value}, more than int64 can hold")
+        raise IntegerRangeError(f"{what} would be {value}, more than int64 can hold")
     return value
 
 
