@@ -3,10 +3,13 @@ torch is installed) agreement with torch.nn.functional in float64."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import subpixel_ext.reference as ref
 
@@ -817,3 +820,282 @@ def test_pixel_shuffle_and_unshuffle_match_torch(shape: Tuple[int, ...], factor:
             ref.pixel_shuffle(x, factor, mode="DCR"),
             F.pixel_shuffle(_t(x[..., perm, :, :]), factor),
         )
+
+
+# ============================================================================ 1-D and 3-D
+
+CONV_TRANSPOSE = {1: ref.conv_transpose1d, 2: ref.conv_transpose2d, 3: ref.conv_transpose3d}
+CONV = {1: ref.conv1d, 2: ref.conv2d, 3: ref.conv3d}
+SUBPIXEL = {1: ref.subpixel_conv1d, 2: ref.subpixel_conv2d, 3: ref.subpixel_conv3d}
+
+
+def _torch_fn(name: str, rank: int) -> Any:
+    torch = pytest.importorskip("torch", reason="torch is needed to compare against PyTorch")
+    return getattr(torch.nn.functional, f"{name}{rank}d")
+
+
+def _draw(r: np.random.Generator, rank: int, low: int, high: int) -> Tuple[int, ...]:
+    return tuple(int(v) for v in r.integers(low, high, size=rank))
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_conv_transpose_nd_matches_torch(rank: int) -> None:
+    F_ct = _torch_fn("conv_transpose", rank)
+    r = rng(300 + rank)
+    checked = 0
+    while checked < 40:
+        s, k, d = _draw(r, rank, 1, 4), _draw(r, rank, 1, 5), _draw(r, rank, 1, 3)
+        g = int(r.integers(1, 3))
+        size = _draw(r, rank, 1, 6 if rank == 1 else 4)
+        p = tuple(int(r.integers(0, d[i] * (k[i] - 1) + 1)) for i in range(rank))
+        op = tuple(int(r.integers(0, max(s[i], d[i]))) for i in range(rank))
+        if any((size[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 - 2 * p[i] + op[i] <= 0 for i in range(rank)):
+            continue
+        cin, cout_g = g * int(r.integers(1, 3)), int(r.integers(1, 3))
+        x = r.standard_normal((int(r.integers(0, 3)), cin) + size)  # batch 0 included
+        w = r.standard_normal((cin, cout_g) + k)
+        b = r.standard_normal(cout_g * g) if r.integers(0, 2) else None
+        ours = CONV_TRANSPOSE[rank](x, w, b, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+        theirs = F_ct(_t(x), _t(w), None if b is None else _t(b), stride=s, padding=p,
+                      output_padding=op, groups=g, dilation=d)
+        _close(ours, theirs)
+        checked += 1
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("rank", [1, 3])
+def test_conv_nd_matches_torch(rank: int) -> None:
+    F_conv = _torch_fn("conv", rank)
+    r = rng(400 + rank)
+    checked = 0
+    while checked < 40:
+        s, k, d = _draw(r, rank, 1, 4), _draw(r, rank, 1, 5), _draw(r, rank, 1, 3)
+        g = int(r.integers(1, 3))
+        size = _draw(r, rank, 1, 9 if rank == 1 else 6)
+        padding: Any = "same" if r.integers(0, 4) == 0 else tuple(int(r.integers(0, k[i])) for i in range(rank))
+        if padding == "same":
+            s = (1,) * rank
+        pads = (0,) * rank if padding == "same" else padding
+        if padding != "same" and any(size[i] + 2 * pads[i] < d[i] * (k[i] - 1) + 1 for i in range(rank)):
+            continue
+        cin, cout = g * int(r.integers(1, 3)), g * int(r.integers(1, 3))
+        x = r.standard_normal((int(r.integers(1, 3)), cin) + size)
+        w = r.standard_normal((cout, cin // g) + k)
+        b = r.standard_normal(cout) if r.integers(0, 2) else None
+        ours = CONV[rank](x, w, b, stride=s, padding=padding, dilation=d, groups=g)
+        theirs = F_conv(_t(x), _t(w), None if b is None else _t(b), stride=s, padding=padding, dilation=d, groups=g)
+        _close(ours, theirs)
+        checked += 1
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_asymmetric_padding_is_a_window_of_torch(rank: int) -> None:
+    """Asymmetric crops/pads: torch's full output cropped, or torch on an explicitly padded input."""
+    torch = pytest.importorskip("torch", reason="torch is needed to compare against PyTorch")
+    r = rng(500 + rank)
+    size, k, s = (4, 3, 5)[:rank], (3, 4, 2)[:rank], (2, 3, 1)[:rank]
+    pairs = ((0, 2), (3, 1), (1, 0))[:rank]
+    x = r.standard_normal((2, 2) + size)
+    wt = r.standard_normal((2, 3) + k)
+    full = _torch_fn("conv_transpose", rank)(_t(x), _t(wt), stride=s).numpy()
+    window = tuple(slice(lo, full.shape[2 + i] - hi) for i, (lo, hi) in enumerate(pairs))
+    np.testing.assert_allclose(CONV_TRANSPOSE[rank](x, wt, stride=s, padding=pairs), full[(Ellipsis,) + window],
+                               rtol=1e-12, atol=1e-12)
+    wc = r.standard_normal((3, 2) + k)
+    padded = torch.nn.functional.pad(_t(x), tuple(v for pair in reversed(pairs) for v in pair))
+    theirs = _torch_fn("conv", rank)(padded, _t(wc), stride=s)
+    _close(CONV[rank](x, wc, stride=s, padding=pairs), theirs)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_subpixel_conv_nd_is_conv_then_index_map(rank: int) -> None:
+    """subpixel_convNd = convNd then the N-D CRD shuffle, spelled out element by element."""
+    r = rng(600 + rank)
+    factor = (3,) if rank == 1 else (2, 1, 3)
+    phases = int(np.prod(factor))
+    x = r.standard_normal((2, 2) + (4, 3, 2)[:rank])
+    w = r.standard_normal((2 * phases, 2) + (2,) * rank)
+    b = r.standard_normal(2 * phases)
+    y = SUBPIXEL[rank](x, w, factor, b, padding=1)
+    np.testing.assert_array_equal(y, _shuffle_nd_by_loops(CONV[rank](x, w, b, padding=1), factor, "CRD"))
+    y_dcr = SUBPIXEL[rank](x, w, factor, b, padding=1, mode="DCR")
+    np.testing.assert_array_equal(y_dcr, _shuffle_nd_by_loops(CONV[rank](x, w, b, padding=1), factor, "DCR"))
+
+
+def _shuffle_nd_by_loops(x: np.ndarray, factor: Tuple[int, ...], mode: str) -> np.ndarray:
+    """out[..., c, *(s*r + i)] = in[..., c*prod(r) + phase(i), *s] (CRD) or in[..., phase(i)*C + c, *s]
+    (DCR), phase(i) the row-major index of i; channels first, one element at a time."""
+    phases = int(np.prod(factor))
+    c_out = x.shape[-len(factor) - 1] // phases
+    spatial = x.shape[-len(factor):]
+    lead = x.shape[: -len(factor) - 1]
+    out = np.zeros(lead + (c_out,) + tuple(n * f for n, f in zip(spatial, factor)))
+    for c in range(c_out):
+        for phase, i in enumerate(itertools.product(*(range(f) for f in factor))):
+            src = c * phases + phase if mode == "CRD" else phase * c_out + c
+            for pos in itertools.product(*(range(n) for n in spatial)):
+                dst = tuple(p * f + ii for p, f, ii in zip(pos, factor, i))
+                out[(Ellipsis, c) + dst] = x[(Ellipsis, src) + pos]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["CRD", "DCR"])
+@pytest.mark.parametrize("factor", [(2,), (3,), (1,), (2, 2, 2), (1, 2, 3), (3, 1, 1)], ids=str)
+def test_pixel_shuffle_nd_matches_index_map(mode: str, factor: Tuple[int, ...]) -> None:
+    rank = len(factor)
+    phases = int(np.prod(factor))
+    x = rng(7).standard_normal((2, 2 * phases) + (3, 2, 2)[:rank])
+    y = ref.pixel_shuffle(x, factor, mode=mode)
+    np.testing.assert_array_equal(y, _shuffle_nd_by_loops(x, factor, mode))
+    np.testing.assert_array_equal(ref.pixel_unshuffle(y, factor, mode=mode), x)
+    last = ref.pixel_shuffle(np.moveaxis(x, 1, -1), factor, mode=mode, layout=("NLC", None, "NDHWC")[rank - 1])
+    np.testing.assert_array_equal(last, np.moveaxis(y, 1, -1))
+    np.testing.assert_array_equal(ref.pixel_shuffle(x[1], factor, mode=mode), y[1])  # unbatched
+    assert ref.pixel_shuffle(x[:0], factor, mode=mode).shape == (0,) + y.shape[1:]
+
+
+def test_pixel_shuffle_1d_hand_case() -> None:
+    x = np.arange(6.0).reshape(1, 6, 1)  # 2 output channels, r = 3
+    np.testing.assert_array_equal(ref.pixel_shuffle(x, (3,)), A([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]]))
+    np.testing.assert_array_equal(ref.pixel_shuffle(x, (3,), mode="DCR"), A([[[0.0, 2.0, 4.0], [1.0, 3.0, 5.0]]]))
+    two = np.arange(4.0).reshape(2, 2)  # (C*r, L) unbatched: channel c*2 + i lands at 2*l + i
+    np.testing.assert_array_equal(ref.pixel_shuffle(two, (2,)), A([[0.0, 2.0, 1.0, 3.0]]))
+
+
+def test_pixel_shuffle_2d_tuple_factor_matches_torch() -> None:
+    torch = pytest.importorskip("torch", reason="torch is needed to compare against PyTorch")
+    x = rng(8).standard_normal((2, 12, 3, 2))
+    _close(ref.pixel_shuffle(x, (2, 2), layout="channels_first"), torch.nn.functional.pixel_shuffle(_t(x), 2))
+
+
+def test_zero_insert_and_split_kernel_nd() -> None:
+    x = rng(9).standard_normal((2, 3, 4, 5))
+    z = ref.zero_insert(x, (2, 1, 3))
+    assert z.shape == (2, 6, 4, 15)
+    np.testing.assert_array_equal(z[:, ::2, :, ::3], x)
+    assert np.count_nonzero(z) == np.count_nonzero(x)
+    np.testing.assert_array_equal(ref.zero_insert(A([1.0, 2.0]), (3,)), A([1.0, 0.0, 0.0, 2.0, 0.0, 0.0]))
+    k = np.arange(1.0, 6.0)
+    np.testing.assert_array_equal(ref.split_kernel(k, (2,)), A([[1.0, 3.0, 5.0], [2.0, 4.0, 0.0]]))
+    k3 = rng(10).standard_normal((2, 3, 4, 5))
+    parts = ref.split_kernel(k3, (2, 3, 2))
+    assert parts.shape == (12, 2, 2, 2, 3)
+    for index, phase in enumerate(itertools.product(range(2), range(3), range(2))):  # row-major phases
+        piece = k3[:, phase[0]::2, phase[1]::3, phase[2]::2]
+        np.testing.assert_array_equal(parts[index][:, : piece.shape[1], : piece.shape[2], : piece.shape[3]], piece)
+        assert np.count_nonzero(parts[index]) == np.count_nonzero(piece)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_nd_odd_shapes(rank: int) -> None:
+    """kernel < stride (empty phases), kernel not a multiple of stride, length-1 axes, layouts."""
+    F_ct = _torch_fn("conv_transpose", rank)
+    r = rng(700 + rank)
+    last = ("NLC", None, "NDHWC")[rank - 1]
+    for s, k, size in [(3, 2, 1), (2, 3, 1), (4, 1, 3), (3, 5, 2)]:
+        x = r.standard_normal((1, 2) + (size,) * rank)
+        w = r.standard_normal((2, 2) + (k,) * rank)
+        b = r.standard_normal(2)
+        ours = CONV_TRANSPOSE[rank](x, w, b, stride=s)
+        _close(ours, F_ct(_t(x), _t(w), _t(b), stride=s))
+        moved = CONV_TRANSPOSE[rank](np.moveaxis(x[0], 0, -1), w, b, stride=s, layout=last)
+        np.testing.assert_allclose(moved, np.moveaxis(ours[0], 0, -1), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_same_padding_and_output_size_nd(rank: int) -> None:
+    r = rng(800 + rank)
+    x = r.standard_normal((1, 2) + (3, 4, 2)[:rank])
+    w = r.standard_normal((2, 3) + (4, 3, 2)[:rank])
+    y = CONV_TRANSPOSE[rank](x, w, stride=2, padding="same")
+    assert y.shape == (1, 3) + tuple(2 * v for v in x.shape[2:])
+    smallest = tuple((n - 1) * 2 + k - 2 for n, k in zip(x.shape[2:], w.shape[2:]))
+    bigger = tuple(v + 1 for v in smallest)
+    skip = np.zeros((1, 7) + bigger)  # torch's U-Net idiom: output_size=skip.size()
+    np.testing.assert_array_equal(
+        CONV_TRANSPOSE[rank](x, w, stride=2, padding=1, output_size=skip.shape),
+        CONV_TRANSPOSE[rank](x, w, stride=2, padding=1, output_padding=1),
+    )
+
+
+def test_output_size_torch_size_matches_torch_module_3d() -> None:
+    torch = pytest.importorskip("torch", reason="torch is needed to compare against PyTorch")
+    m = torch.nn.ConvTranspose3d(2, 3, 3, stride=2, padding=1).double()
+    x = rng(15).standard_normal((1, 2, 2, 3, 2))
+    skip = torch.zeros(1, 5, 4, 6, 3, dtype=torch.float64)
+    ours = ref.conv_transpose3d(x, m.weight.detach().numpy(), m.bias.detach().numpy(), stride=2, padding=1,
+                                output_size=skip.size())
+    _close(ours, m(_t(x), output_size=skip.size()))
+
+
+# ============================================================================ activations
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6", "leaky_relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_activation_matches_torch(rank: int, activation: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is needed to compare against PyTorch")
+    F = torch.nn.functional
+    apply = {
+        "relu": F.relu, "relu6": F.relu6, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+        "leaky_relu": lambda t: F.leaky_relu(t, 0.2),
+    }[activation]
+    r = rng(900 + rank)
+    x = 6 * r.standard_normal((2, 2) + (3, 2, 2)[:rank])
+    wt, wc, ws = (r.standard_normal(shape + (2,) * rank) for shape in [(2, 3), (3, 2), (6, 2)])
+    bt, bc = r.standard_normal(3), r.standard_normal(3)
+    kw: Dict[str, Any] = dict(activation=activation, negative_slope=0.2)
+    _close(CONV_TRANSPOSE[rank](x, wt, bt, stride=2, **kw),
+           apply(_torch_fn("conv_transpose", rank)(_t(x), _t(wt), _t(bt), stride=2)))
+    _close(CONV[rank](x, wc, bc, padding=1, **kw), apply(_torch_fn("conv", rank)(_t(x), _t(wc), _t(bc), padding=1)))
+    factor = (2, 1, 3)[:rank] if rank != 2 else (2, 3)
+    ws = r.standard_normal((2 * int(np.prod(factor)), 2) + (2,) * rank)
+    plain = SUBPIXEL[rank](x, ws, factor, padding=1)
+    np.testing.assert_allclose(SUBPIXEL[rank](x, ws, factor, padding=1, **kw), apply(_t(plain)).numpy(),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_activation_errors_and_dtype() -> None:
+    x, w = np.ones((1, 1, 3), np.float32), np.ones((1, 1, 2), np.float32)
+    assert ref.conv1d(x, w, activation="sigmoid").dtype == np.float32
+    assert ref.conv1d(x, w, activation=None).dtype == np.float32
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ref.conv1d(x, w, activation="gelu")
+    with pytest.raises(TypeError, match="negative_slope"):
+        ref.conv_transpose1d(x, w, activation="leaky_relu", negative_slope=None)
+
+
+# ============================================================================ hypothesis, N-D
+
+
+@st.composite
+def _transposed_nd(draw: Any) -> Dict[str, Any]:
+    rank = draw(st.sampled_from([1, 3]))
+    ints = lambda lo, hi: st.tuples(*[st.integers(lo, hi)] * rank)  # noqa: E731
+    s, k, d, size = draw(ints(1, 3)), draw(ints(1, 4)), draw(ints(1, 2)), draw(ints(1, 3))
+    full = [(size[i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i in range(rank)]
+    pads = tuple(draw(st.tuples(st.integers(0, full[i] - 1), st.integers(0, full[i] - 1))) for i in range(rank))
+    pads = tuple((lo, min(hi, full[i] - 1 - lo)) for i, (lo, hi) in enumerate(pads))
+    g = draw(st.integers(1, 2))
+    return dict(rank=rank, stride=s, kernel=k, dilation=d, size=size, padding=pads, groups=g,
+                batch=draw(st.integers(0, 2)), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@given(cfg=_transposed_nd())
+@settings(max_examples=60, deadline=None)
+def test_conv_transpose_nd_is_a_window_of_torch_full_output(cfg: Dict[str, Any]) -> None:
+    F_ct = _torch_fn("conv_transpose", cfg["rank"])
+    r = rng(cfg["seed"])
+    g = cfg["groups"]
+    x = r.standard_normal((cfg["batch"], 2 * g) + cfg["size"])
+    w = r.standard_normal((2 * g, 2) + cfg["kernel"])
+    ours = CONV_TRANSPOSE[cfg["rank"]](x, w, stride=cfg["stride"], padding=cfg["padding"], groups=g,
+                                       dilation=cfg["dilation"])
+    full = F_ct(_t(x), _t(w), stride=cfg["stride"], groups=g, dilation=cfg["dilation"]).numpy()
+    window = tuple(slice(lo, full.shape[2 + i] - hi) for i, (lo, hi) in enumerate(cfg["padding"]))
+    np.testing.assert_allclose(ours, full[(Ellipsis,) + window], rtol=1e-10, atol=1e-12)
+    # and the adjoint identity: the correlation with the same weight, zero padding = the crop
+    z = r.standard_normal(ours.shape)
+    back = CONV[cfg["rank"]](z, w, stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"], groups=g)
+    assert back.shape == x.shape
+    np.testing.assert_allclose(np.vdot(ours, z), np.vdot(x, back), rtol=1e-9, atol=1e-9)

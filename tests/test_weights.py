@@ -215,7 +215,9 @@ def test_dataclasses_are_frozen(rng) -> None:
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [
-        ((np.ones((2, 3, 3)), 2), {}, "weight"),                            # 3-D weight
+        ((np.ones((2, 3)), 2), {}, "weight must be 3-D, 4-D or 5-D"),         # no kernel axis
+        ((np.ones((2, 1, 3, 3, 3, 3)), 2), {}, "weight"),                    # 6-D: rank 4
+        ((np.ones((2, 1, 3)), (2, 2)), {}, "stride must be an int or a tuple of 1 int"),  # 1-D weight
         ((np.ones((3, 1, 3, 3)), 2), dict(groups=2), "groups"),             # groups do not divide C_in
         ((np.ones((2, 1, 3, 3)), 2), dict(groups=0), "groups"),
         ((np.ones((2, 1, 3, 3)), 0), {}, "stride"),
@@ -236,7 +238,9 @@ def test_polyphase_weight_bad_arguments(args, kwargs, match) -> None:
 @pytest.mark.parametrize(
     "args, match",
     [
-        ((np.ones((8, 2, 3)), 2), "conv_weight"),               # 3-D
+        ((np.ones((8, 2)), 2), "conv_weight"),                  # 2-D: no kernel axis
+        ((np.ones((8, 2, 3, 3, 3, 3)), 2), "conv_weight"),      # 6-D
+        ((np.ones((8, 2, 3)), (2, 2)), "upscale_factor"),       # 1-D weight, 2-D factor
         ((np.ones((6, 2, 3, 3)), 2), "divisible"),              # 6 channels, r*r = 4
         ((np.ones((8, 2, 3, 3)), 2, 0, 3), "groups"),           # 2 output channels, groups 3
         ((np.ones((8, 2, 3, 3)), 2, 0, 0), "groups"),
@@ -261,3 +265,88 @@ def test_apply_with_mismatched_input_raises() -> None:
     cropped = spx.polyphase_weight(np.ones((1, 1, 1, 1)), 1, padding=((1, 0), (0, 0)))
     with pytest.raises(ValueError):
         cropped.apply(np.ones((1, 1, 1, 1)))  # output height 1 - 1 = 0
+
+
+# ============================================================================ 1-D and 3-D, through the oracle
+
+REF_CT = {1: ref.conv_transpose1d, 2: ref.conv_transpose2d, 3: ref.conv_transpose3d}
+REF_SP = {1: ref.subpixel_conv1d, 2: ref.subpixel_conv2d, 3: ref.subpixel_conv3d}
+
+
+def _oracle_apply(pw: spx.PolyphaseWeight, x: np.ndarray, b: Any) -> np.ndarray:
+    """PolyphaseWeight.apply spelled with the oracle: sub-pixel conv, then the crop."""
+    rank = len(pw.upscale_factor)
+    conv_bias = None if b is None else np.repeat(b, int(np.prod(pw.upscale_factor)))
+    y = REF_SP[rank](x, pw.weight, pw.upscale_factor, conv_bias, padding=pw.padding, groups=pw.groups)
+    window = tuple(slice(lo, y.shape[2 + i] - hi) for i, (lo, hi) in enumerate(pw.crop))
+    return y[(Ellipsis,) + window]
+
+
+@pytest.mark.parametrize(
+    "rank, kwargs",
+    [
+        (1, dict(stride=2, padding=1)),
+        (1, dict(stride=3, kernel=2)),                                    # K < s
+        (1, dict(stride=2, padding="same", kernel=5)),
+        (1, dict(stride=(3,), padding=((4, 0),), output_padding=2)),
+        (1, dict(stride=2, dilation=3, output_padding=2, groups=2)),
+        (3, dict(stride=2, padding=1, output_padding=1)),
+        (3, dict(stride=(1, 2, 3), padding="same", kernel=2)),
+        (3, dict(stride=(2, 3, 1), padding=((0, 1), (2, 0), (1, 1)), dilation=(1, 2, 1), groups=2)),
+        (2, dict(stride=(2, 3), padding=((1, 0), (0, 2)), output_padding=(1, 2))),
+    ],
+    ids=str,
+)
+def test_polyphase_weight_nd_round_trip_through_the_oracle(rng, rank: int, kwargs: Dict[str, Any]) -> None:
+    kwargs = dict(kwargs)
+    k = kwargs.pop("kernel", 3)
+    g = kwargs.get("groups", 1)
+    w = random_array(rng, (2 * g, 2) + (k,) * rank, F64)
+    b = random_array(rng, (2 * g,), F64)
+    pw = spx.polyphase_weight(w, **kwargs)
+    assert len(pw.upscale_factor) == rank and len(pw.padding) == rank and len(pw.crop) == rank
+    for n in (2, 0):
+        x = random_array(rng, (n, 2 * g) + (4, 3, 2)[:rank], F64)
+        expected = REF_CT[rank](x, w, b, **kwargs)
+        assert_close(_oracle_apply(pw, x, b), expected, F64)
+
+
+@pytest.mark.parametrize(
+    "rank, factor, padding, groups",
+    [(1, 2, 1, 1), (1, (3,), ((0, 2),), 2), (1, 2, "same", 1), (3, 2, 1, 1), (3, (1, 2, 3), "same", 1),
+     (3, (2, 1, 2), ((1, 0), (0, 1), (2, 2)), 2)],
+    ids=str,
+)
+def test_deconv_weight_nd_equals_subpixel_conv_in_the_oracle(rng, rank, factor, padding, groups) -> None:
+    r = (factor,) * rank if isinstance(factor, int) else factor
+    channels, c_in = 2 * groups, 2 * groups
+    w = random_array(rng, (channels * int(np.prod(r)), c_in // groups) + (3,) * rank, F64)
+    x = random_array(rng, (2, c_in) + (3, 4, 2)[:rank], F64)
+    d = spx.deconv_weight(w, factor, padding, groups)
+    assert d.stride == r and d.output_padding == (0,) * rank
+    assert d.weight.shape == (c_in, channels // groups) + tuple(3 * f for f in r)
+    expected = REF_SP[rank](x, w, factor, padding=padding, groups=groups)
+    got = REF_CT[rank](x, d.weight, stride=d.stride, padding=d.padding, output_padding=d.output_padding,
+                       groups=d.groups)
+    assert_close(got, expected, F64)
+    # and back: polyphase_weight of the deconvolution weight is the same sub-pixel convolution
+    pw = spx.polyphase_weight(d.weight, d.stride, d.padding, d.output_padding, groups=d.groups)
+    assert_close(_oracle_apply(pw, x, None), expected, F64)
+
+
+def test_apply_picks_the_public_function_by_rank(monkeypatch) -> None:
+    # 1-D/3-D natives may not exist yet: apply must ask _api for the rank's function by name.
+    from subpixel_ext import _api
+
+    calls = []
+
+    def fake(*args, **kwargs):
+        calls.append(kwargs["layout"])
+        return np.zeros((1, 2, 8))
+
+    monkeypatch.setattr(_api, "subpixel_conv1d", fake, raising=False)
+    monkeypatch.setattr(_api, "conv_transpose1d", fake, raising=False)
+    pw = spx.polyphase_weight(np.ones((1, 2, 3)), 2, padding=1)
+    assert pw.apply(np.ones((1, 1, 4)), layout="channels_first").shape == (1, 2, 8 - sum(pw.crop[0]))
+    spx.deconv_weight(np.ones((4, 1, 3)), 2).apply(np.ones((1, 4, 1)), layout="nlc")
+    assert calls == ["NCL", "NLC"]

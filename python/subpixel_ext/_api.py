@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from . import _params as _p
-from ._layers import METHODS, operator_factory, parse_activation, run_native
+from ._layers import operator_factory, run_native
 from ._typing import ArrayLike, IntOrTuple, OutputSize, Padding
 
 
@@ -61,8 +61,8 @@ def _build_plan(
     method, activation, negative_slope, output_size, num_threads = options
     x, weight, bias = (None if a is None else _p.as_array(a, n) for a, n in zip(arrays, ("x", "weight", "bias")))
     assert x is not None and weight is not None
-    meth = _p.choice(method, "method", METHODS)
-    act, slope = parse_activation(activation, negative_slope)
+    meth = _p.choice(method, "method", _p.METHODS)
+    act, slope = _p.activation_spec(activation, negative_slope)
     threads = _p.num_threads(num_threads)
     params = _p.conv_params(kind, weight, bias, rank=rank, **settings)
     geometry = _p.conv_geometry(params, x.shape, output_size)

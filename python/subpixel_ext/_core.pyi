@@ -10,30 +10,175 @@ import typing
 import numpy.typing
 class SizeError(MemoryError):
     pass
-class ConvCall:
+class Method:
     """
-    A convolution's parameters; calling it with (x, weight, bias, out) computes into out. pad_begin is the zero padding (conv2d, subpixel_conv2d) or the crop of the full output (conv_transpose2d).
+    How a transposed convolution is computed.
+    
+    Members:
+    
+      direct
+    
+      polyphase
+    """
+    __members__: typing.ClassVar[dict[str, Method]]
+    direct: typing.ClassVar[Method]
+    polyphase: typing.ClassVar[Method]
+    @typing.overload
+    def __eq__(self, other: Method) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Method) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class Activation:
+    """
+    Activation applied in the tiles' store.
+    
+    Members:
+    
+      none
+    
+      relu
+    
+      relu6
+    
+      leaky_relu
+    
+      tanh
+    
+      sigmoid
+    """
+    __members__: typing.ClassVar[dict[str, Activation]]
+    leaky_relu: typing.ClassVar[Activation]
+    none: typing.ClassVar[Activation]
+    relu: typing.ClassVar[Activation]
+    relu6: typing.ClassVar[Activation]
+    sigmoid: typing.ClassVar[Activation]
+    tanh: typing.ClassVar[Activation]
+    @typing.overload
+    def __eq__(self, other: Activation) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Activation) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class Operator:
+    """
+    A convolution operator; call it with (x, out, threads).
     """
     def __call__(
         self,
         x: numpy.typing.NDArray[typing.Any],
-        weight: numpy.typing.NDArray[typing.Any],
-        bias: typing.Any,
         out: numpy.typing.NDArray[typing.Any],
-    ) -> bool:
-        ...
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        pad_begin: the zero padding at the start (conv) or the crop of the full output (transposed).
+        """
+class Conv(Operator):
+    """
+    conv{1,2,3}d.
+    """
     def __init__(
         self,
-        kind: str,
-        stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"],
-        dilation: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"],
-        pad_begin: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"],
+        weight: numpy.typing.NDArray[typing.Any],
+        bias: typing.Any,
+        stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
         groups: typing.SupportsInt | typing.SupportsIndex,
-        nhwc: bool,
-        threads: typing.SupportsInt | typing.SupportsIndex,
-        method: str = 'polyphase',
-        factor: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"] = [1, 1],
-        dcr: bool = False,
+        channels_last: bool,
+        activation: Activation,
+        negative_slope: typing.SupportsFloat | typing.SupportsIndex,
+    ) -> None:
+        ...
+class ConvTranspose(Operator):
+    """
+    conv_transpose{1,2,3}d.
+    """
+    def __init__(
+        self,
+        weight: numpy.typing.NDArray[typing.Any],
+        bias: typing.Any,
+        stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        groups: typing.SupportsInt | typing.SupportsIndex,
+        channels_last: bool,
+        method: Method,
+        activation: Activation,
+        negative_slope: typing.SupportsFloat | typing.SupportsIndex,
+    ) -> None:
+        ...
+class SubpixelConv(Operator):
+    """
+    pixel_shuffle(conv(x)) in one pass.
+    """
+    def __init__(
+        self,
+        weight: numpy.typing.NDArray[typing.Any],
+        bias: typing.Any,
+        factor: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        dcr: bool,
+        stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        groups: typing.SupportsInt | typing.SupportsIndex,
+        channels_last: bool,
+        activation: Activation,
+        negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
 def config() -> dict[typing.Any, typing.Any]:
@@ -50,21 +195,24 @@ def pixel_shuffle(
     out: numpy.typing.NDArray[typing.Any],
     batch: typing.SupportsInt | typing.SupportsIndex,
     channels: typing.SupportsInt | typing.SupportsIndex,
-    h: typing.SupportsInt | typing.SupportsIndex,
-    w: typing.SupportsInt | typing.SupportsIndex,
-    factor: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"],
+    low: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    factor: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
     dcr: bool,
-    nhwc: bool,
+    channels_last: bool,
     to_low: bool,
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> None:
-    ...
+    """
+    Moves elements between (batch, C*prod(factor), *low) and (batch, C, *(low*factor)); any element size.
+    """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def zero_insert(
     src: numpy.typing.NDArray[typing.Any],
     out: numpy.typing.NDArray[typing.Any],
-    stride: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(2)"],
+    stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> None:
-    ...
+    """
+    (batch, *spatial) -> (batch, *(spatial*stride)), zeros between the input elements.
+    """

@@ -16,19 +16,6 @@ from . import _core
 from . import _params as _p
 from ._typing import ArrayLike, IntOrTuple, OutputSize, Padding
 
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "tanh", "sigmoid")
-METHODS = ("auto", "direct", "polyphase")
-
-
-def parse_activation(activation: Any, negative_slope: Any) -> Tuple[Optional[str], float]:
-    """None or one of ACTIVATIONS (case-insensitive), and the leaky_relu slope as a float."""
-    if activation is not None:
-        activation = _p.choice(activation, "activation", ACTIVATIONS)
-    if isinstance(negative_slope, (bool, np.bool_)) or not isinstance(negative_slope, (int, float, np.floating, np.integer)):
-        raise TypeError(f"negative_slope must be a real number, got {negative_slope!r}")
-    return activation, float(negative_slope)
-
-
 def operator_factory(
     params: _p.ConvParams, method: str, activation: Optional[str], negative_slope: float
 ) -> Callable[[np.ndarray, Optional[np.ndarray]], Any]:
@@ -100,8 +87,8 @@ class _ConvLayer:
         w = _p.as_array(weight, "weight")
         b = None if bias is None else _p.as_array(bias, "bias")
         self._params = _p.conv_params(self._kind, w, b, rank=self._rank, **settings)
-        self._method = _p.choice(method, "method", METHODS)
-        self._activation, self._negative_slope = parse_activation(activation, negative_slope)
+        self._method = _p.choice(method, "method", _p.METHODS)
+        self._activation, self._negative_slope = _p.activation_spec(activation, negative_slope)
         self._settings = settings
         dtype = _p.result_dtype(w, b)
         # Private, read-only copies: later changes to the caller's arrays do not reach the layer.

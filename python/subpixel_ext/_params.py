@@ -16,7 +16,7 @@ import math
 import operator
 import sys
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, SupportsIndex, Tuple, Union, cast
 
 import numpy as np
 
@@ -32,18 +32,23 @@ METHODS = ("auto", "direct", "polyphase")
 KINDS = ("conv", "conv_transpose", "subpixel")
 ACTIVATIONS = ("relu", "relu6", "leaky_relu", "tanh", "sigmoid")
 INT64_MAX = 2**63 - 1
-MAX_THREADS = 2**31 - 1  # num_threads is clamped to a C int; the native side caps it further
+MAX_THREADS = 2**31 - 1  # a C int; the native side caps num_threads further
 _MAX_BYTES = sys.maxsize  # largest byte count a pointer difference can hold
 
 
 # ----------------------------------------------------------------------------- scalars
 
 
+class IntegerRangeError(OverflowError, ValueError):
+    """An integer argument or a size derived from them that does not fit int64 (or a C int for
+    num_threads): both an OverflowError and a ValueError, so either ``except`` catches it."""
+
+
 def _as_int(value: object, name: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
-        return operator.index(value)  # type: ignore[call-overload]
+        return operator.index(cast(SupportsIndex, value))
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
@@ -53,7 +58,7 @@ def _in_range(value: int, name: str, minimum: Optional[int], shown: object) -> i
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {shown!r}")
     if not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise OverflowError(f"{name} must fit in int64 (|value| < 2**63), got {shown!r}")
+        raise IntegerRangeError(f"{name} must fit in int64 (|value| < 2**63), got {shown!r}")
     return value
 
 
@@ -116,7 +121,9 @@ def layout_name(channels_last: bool, rank: int) -> str:
 
 
 def num_threads(value: object) -> int:
-    """None -> 0 (the default); otherwise an int >= 1, clamped to 2**31 - 1."""
+    """None -> 0 (the default); otherwise an int >= 1. Results do not depend on the count, so
+    any request is accepted: clamped to 2**31 - 1 here, then capped natively at what the
+    machine can run."""
     if value is None:
         return 0
     n = _as_int(value, "num_threads")
@@ -205,7 +212,7 @@ def check_out(
 
 def _fits(value: int, what: str) -> int:
     if value > INT64_MAX:
-        raise OverflowError(f"{what} would be {value}, more than int64 can hold")
+        raise IntegerRangeError(f"{what} would be {value}, more than int64 can hold")
     return value
 
 
@@ -249,13 +256,13 @@ def padding_spec(padding: object, rank: int, name: str = "padding") -> PaddingSp
 def conv_axis_padding(spec: PaddingSpec, axis: int, size: int, k_eff: int, stride: int) -> Tuple[int, int]:
     """Zero padding (begin, end) of a correlation along `axis`; "same" is TensorFlow's
     (output ceil(size/stride), the odd extra at the end), which for stride 1 is independent of size."""
-    if spec == "same":
-        n = -(-size // stride)
-        total = max((n - 1) * stride + k_eff - size, 0)
-        return total // 2, total - total // 2
+    if isinstance(spec, tuple):
+        return spec[axis]
     if spec == "valid":
         return 0, 0
-    return spec[axis]
+    n = -(-size // stride)
+    total = max((n - 1) * stride + k_eff - size, 0)
+    return total // 2, total - total // 2
 
 
 def transposed_axis_crop(
@@ -264,12 +271,12 @@ def transposed_axis_crop(
     """(crop at the begin, crop at the end, extra at the end) of the full transposed output along
     `axis`; "same" is TF SAME_UPPER (size*stride, the odd extra at the end), whose extra fills the
     output up when the kernel is shorter than the stride."""
-    if spec == "same":
-        total = max(k_eff - stride, 0)
-        return total // 2, total - total // 2, max(stride - k_eff, 0)
+    if isinstance(spec, tuple):
+        return spec[axis][0], spec[axis][1], output_padding
     if spec == "valid":
         return 0, 0, output_padding
-    return spec[axis][0], spec[axis][1], output_padding
+    total = max(k_eff - stride, 0)
+    return total // 2, total - total // 2, max(stride - k_eff, 0)
 
 
 # ----------------------------------------------------------------------------- parameters

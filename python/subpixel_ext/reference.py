@@ -24,6 +24,7 @@ PyTorch's definitions, ``negative_slope`` for leaky_relu), applied after the bia
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -105,17 +106,20 @@ def _finish(
 
 
 def _activate(y: np.ndarray, activation: Optional[str], negative_slope: float) -> np.ndarray:
+    result: np.ndarray
     if activation is None:
-        return y
-    if activation == "relu":
-        return np.maximum(y, 0)
-    if activation == "relu6":
-        return np.clip(y, 0, 6)
-    if activation == "leaky_relu":
-        return np.where(y >= 0, y, y * negative_slope)
-    if activation == "tanh":
-        return np.tanh(y)
-    return np.exp(-np.logaddexp(0, -y))  # sigmoid 1 / (1 + exp(-y)) without overflow
+        result = y
+    elif activation == "relu":
+        result = np.maximum(y, 0)
+    elif activation == "relu6":
+        result = np.clip(y, 0, 6)
+    elif activation == "leaky_relu":
+        result = np.where(y >= 0, y, y * negative_slope)
+    elif activation == "tanh":
+        result = np.tanh(y)
+    else:
+        result = np.exp(-np.logaddexp(0, -y))  # sigmoid 1 / (1 + exp(-y)) without overflow
+    return result
 
 
 def _taps(kernel: Tuple[int, ...]) -> "itertools.product[Tuple[int, ...]]":
@@ -167,7 +171,7 @@ def _conv(
     """Cross-correlation of the zero-padded input: y[o] = sum_k xpad[o*s + k*d] * w[k] per axis
     (kind "subpixel": the same, then pixel_shuffle)."""
     act, slope = activation_spec(activation, negative_slope)
-    conv, geo, xa, wa, ba, dtype = _prepare(kind, rank, x, weight, bias, **params)
+    conv, geo, xa, wa, ba, dtype = _prepare(kind, rank, x, weight, bias, None, **params)
     n, g = geo.n, conv.groups
     cin_g, cout_g = conv.in_channels // g, conv.weight_out_channels // g
     conv_out = tuple(out // f for out, f in zip(geo.out_spatial, conv.factor))
@@ -337,20 +341,22 @@ def _shuffle_channels_first(x: np.ndarray, factor: Tuple[int, ...], dcr: bool, i
     k, b = len(factor), x.shape[0]
     if not inverse:
         spatial = x.shape[2:]
-        c = x.shape[1] // int(np.prod(factor))
+        c = x.shape[1] // math.prod(factor)
         if dcr:  # in[(i_1, ..., i_k) * C + c]: axes b, i_1..i_k, c, s_1..s_k
             t = x.reshape((b,) + factor + (c,) + spatial)
             order = (0, k + 1) + _interleave(range(k + 2, 2 * k + 2), range(1, k + 1))
         else:  # in[c * prod(r) + (i_1, ..., i_k)]: axes b, c, i_1..i_k, s_1..s_k
             t = x.reshape((b, c) + factor + spatial)
             order = (0, 1) + _interleave(range(k + 2, 2 * k + 2), range(2, k + 2))
-        return t.transpose(order).reshape((b, c) + tuple(s * r for s, r in zip(spatial, factor)))
+        high: np.ndarray = t.transpose(order).reshape((b, c) + tuple(s * r for s, r in zip(spatial, factor)))
+        return high
     c = x.shape[1]
     spatial = tuple(h // r for h, r in zip(x.shape[2:], factor))
     t = x.reshape((b, c) + _interleave(spatial, factor))  # axes b, c, s_1, i_1, ..., s_k, i_k
     sizes, phases = range(2, 2 * k + 2, 2), range(3, 2 * k + 2, 2)
     order = (0,) + tuple(phases) + (1,) + tuple(sizes) if dcr else (0, 1) + tuple(phases) + tuple(sizes)
-    return t.transpose(order).reshape((b, c * int(np.prod(factor))) + spatial)
+    low: np.ndarray = t.transpose(order).reshape((b, c * math.prod(factor)) + spatial)
+    return low
 
 
 def _shuffle(x: ArrayLike, factor: IntOrTuple, layout: Optional[Layout], mode: str, inverse: bool, name: str) -> np.ndarray:
@@ -415,7 +421,7 @@ def split_kernel(kernel: ArrayLike, stride: IntOrTuple) -> np.ndarray:
     lead, sizes = ka.shape[:-k], ka.shape[-k:]
     padded = np.zeros(lead + tuple(t * s for t, s in zip(taps, strides)), dtype=result_dtype(ka))
     padded[(Ellipsis,) + tuple(slice(0, size) for size in sizes)] = ka
-    out = np.zeros((int(np.prod(strides)),) + lead + taps, dtype=padded.dtype)
+    out = np.zeros((math.prod(strides),) + lead + taps, dtype=padded.dtype)
     for index, phase in enumerate(itertools.product(*(range(s) for s in strides))):
         out[index] = padded[(Ellipsis,) + tuple(slice(p, None, s) for p, s in zip(phase, strides))]
     return out
