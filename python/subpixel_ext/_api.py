@@ -422,22 +422,6 @@ def pixel_unshuffle(
     return _shuffle(x, downscale_factor, layout, mode, out, num_threads, inverse=True)
 
 
-def _trailing_axes(stride: Any, ndim: int, name: str) -> Tuple[int, ...]:
-    """An int stride means the last two axes; a tuple of k ints the last k."""
-    rank = 2 if isinstance(stride, (int, np.integer)) and not isinstance(stride, (bool, np.bool_)) else None
-    if rank is None:
-        try:
-            rank = len(stride)
-        except TypeError:
-            raise TypeError(f"{name} must be an int or a tuple of 1 to 3 ints, got {stride!r}") from None
-    if not 1 <= rank <= 3:
-        raise ValueError(f"{name} must be an int or a tuple of 1 to 3 ints, got {stride!r}")
-    values = _p.per_axis(stride, name, rank, minimum=1)
-    if ndim < rank:
-        raise ValueError(f"x must have at least {rank} dimensions for {name}={stride!r}")
-    return values
-
-
 def zero_insert(
     x: ArrayLike, stride: IntOrTuple, *, out: Optional[np.ndarray] = None, num_threads: Optional[int] = None
 ) -> np.ndarray:
@@ -457,11 +441,10 @@ def zero_insert(
     """
     threads = _p.num_threads(num_threads)
     xa = _p.as_array(x, "x")
-    s = _trailing_axes(stride, xa.ndim, "stride")
+    s, shape = _p.zero_insert_spec(xa.shape, stride)
     rank = len(s)
     spatial = xa.shape[xa.ndim - rank:]
     dtype = _p.result_dtype(xa)
-    shape = xa.shape[: xa.ndim - rank] + tuple(n * k for n, k in zip(spatial, s))
     _p.checked_elements(shape, dtype.itemsize, "the result")
     y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
@@ -485,10 +468,9 @@ def split_kernel(kernel: ArrayLike, stride: IntOrTuple) -> np.ndarray:
            [6., 8.]])
     """
     ka = _p.as_array(kernel, "kernel")
-    s = _trailing_axes(stride, ka.ndim, "stride")
+    s, taps = _p.split_kernel_spec(ka.shape, stride)
     rank = len(s)
     lead, k = ka.shape[: ka.ndim - rank], ka.shape[ka.ndim - rank:]
-    taps = tuple(-(-n // r) for n, r in zip(k, s))
     padded = np.zeros(lead + tuple(t * r for t, r in zip(taps, s)), dtype=_p.result_dtype(ka))
     padded[(Ellipsis,) + tuple(slice(0, n) for n in k)] = ka
     # (..., t0, s0, t1, s1, ...) -> (s0, s1, ..., lead..., t0, t1, ...)

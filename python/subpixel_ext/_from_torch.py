@@ -67,8 +67,9 @@ def _conv_module(cls: Any, module: Any) -> Any:
     expected = kinds[cls._kind][cls._rank - 1]
     if not isinstance(module, expected):
         raise TypeError(f"{cls.__name__}.from_torch needs a torch.nn.{expected.__name__} first, got {type(module).__name__}")
-    if getattr(module, "padding_mode", "zeros") != "zeros":
-        raise ValueError(f"padding_mode={module.padding_mode!r} is not supported (only 'zeros')")
+    padding_mode = getattr(module, "padding_mode", "zeros")
+    if padding_mode != "zeros":
+        raise ValueError(f"padding_mode={padding_mode!r} is not supported (only 'zeros')")
     return module
 
 

@@ -615,7 +615,7 @@ def shuffle_spec(
 
 def zero_insert_spec(x_shape: Tuple[int, ...], stride: object) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """(strides of the last k axes, result shape) of zero_insert; an int stride means k = 2."""
-    s = trailing_factor(stride, "stride", ranks=None)
+    s = trailing_factor(stride, "stride")
     if len(x_shape) < len(s):
         raise ValueError(f"x must have at least {len(s)} dimensions, got shape {tuple(x_shape)}")
     lead, spatial = tuple(x_shape[: -len(s)]), tuple(x_shape[-len(s) :])
