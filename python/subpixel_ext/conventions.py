@@ -318,9 +318,12 @@ def from_onnx(node: Any, input_shape: Any = None, weight: Any = None) -> Convert
     comes from ``kernel_shape``). ``input_shape`` ``(N, C, *spatial)`` is needed only with
     ``output_shape``. Follows the ONNX specification: ``pads`` (begin..., end...) crop;
     ``output_shape`` generates them (``SAME_UPPER``: the odd row cropped at the end, otherwise
-    at the start; pads ignored); ``SAME_UPPER`` / ``SAME_LOWER`` give ``H*stride`` rows, also
-    when the kernel is smaller than the stride (then extended at the end, as TensorFlow's SAME;
-    ONNX Runtime instead returns ``(H-1)*stride + K`` rows there).
+    at the start; pads ignored; an output_shape past the full output is extended at the end, as
+    ONNX Runtime does); ``SAME_UPPER`` / ``SAME_LOWER`` give ``H*stride`` rows, also when
+    ``K_e + output_padding < stride``: ``SAME_UPPER`` then appends the missing rows at the end,
+    as TensorFlow's SAME, ``SAME_LOWER`` as the spec's ``total - total // 2`` with a negative
+    total (ValueError when that starts before the full output). ONNX Runtime returns
+    ``(H-1)*stride + K_e + output_padding`` rows there instead.
 
     Examples
     --------
@@ -362,7 +365,10 @@ def from_onnx(node: Any, input_shape: Any = None, weight: Any = None) -> Convert
             crops.append((begin, full - begin - targets[axis][1]))
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             total = k_eff + adj - s  # (H-1)*s + adj + k_eff - H*s, for any H
-            begin = (total // 2 if auto_pad == "SAME_UPPER" else total - total // 2) if total >= 0 else 0
+            if auto_pad == "SAME_UPPER":  # a short kernel's missing rows at the end, as TF's SAME
+                begin = max(total, 0) // 2
+            else:
+                begin = total - total // 2
             crops.append((begin, total - adj - begin))
         elif auto_pad == "VALID":
             crops.append((0, -adj))
@@ -456,22 +462,28 @@ def from_jax(
     kernel_array = np.asarray(rhs)
     rank = kernel_array.ndim - 2
     lhs_perm, rhs_perm, out_perm = _jax_permutations(dimension_numbers, rank)
-    channels_first, channels_last = tuple(range(rank + 2)), (0, rank + 1, *range(1, rank + 1))
-    if lhs_perm not in (channels_first, channels_last) or out_perm != lhs_perm:
+    # JAX orders the spatial axes (and strides, dilation, padding) as the kernel's spec does;
+    # ours follow the input's axes.
+    order = [int(i) for i in np.argsort(lhs_perm[2:])]
+    channels = lhs_perm[1]
+    if lhs_perm[0] != 0 or channels not in (1, rank + 1) or out_perm != lhs_perm:
         raise ValueError(
             f"dimension_numbers={dimension_numbers!r}: input and output must share one layout, "
-            "batch first and channels first or last (spatial axes in the kernel's order)"
+            "batch first and channels first or last"
         )
-    oi_kernel = kernel_array.transpose(rhs_perm)  # (O, I, *k)
+    oi_kernel = kernel_array.transpose(rhs_perm)  # (O, I, *k) in the kernel's spatial order
+    stride = _per_axis(strides, rank, "strides")
+    dilation = _per_axis(rhs_dilation, rank, "rhs_dilation")
+    crops = _jax_crops(padding, oi_kernel.shape[2:], stride, dilation, use_consistent_padding)
+    oi_kernel = oi_kernel.transpose(0, 1, *(2 + j for j in order))
     if transpose_kernel:
         weight = oi_kernel
     else:
         weight = oi_kernel.swapaxes(0, 1)[(slice(None), slice(None)) + (slice(None, None, -1),) * rank]
-    kernel = weight.shape[2:]
-    stride = _per_axis(strides, rank, "strides")
-    dilation = _per_axis(rhs_dilation, rank, "rhs_dilation")
-    crops = _jax_crops(padding, kernel, stride, dilation, use_consistent_padding)
-    kwargs = _arguments(crops, stride, dilation, 1, _layout(rank, lhs_perm == channels_last), f"padding={padding!r}")
+    kwargs = _arguments(
+        [crops[j] for j in order], [stride[j] for j in order], [dilation[j] for j in order], 1,
+        _layout(rank, channels == rank + 1), f"padding={padding!r}",
+    )
     return Converted(np.ascontiguousarray(weight), kwargs)
 
 
