@@ -1,8 +1,10 @@
-"""``python -m subpixel_ext``: the seed notebook's demo, the benchmark and the build configuration.
+"""``python -m subpixel_ext``: the demo, the benchmark and the build configuration.
 
-The demo's computation (:func:`compute_demo`) is kept apart from its renderings: the text one
-(:func:`print_demo`) and the figure of ``demo --plot PATH`` (:func:`plot_demo`, which needs the
-optional matplotlib, imported only there).
+The demo computes one transposed convolution two ways, directly and as the paper's sub-pixel
+convolution (Shi et al. 2016, arXiv:1609.07009). Its computation (:func:`compute_demo`) is kept
+apart from its renderings: the text one (:func:`print_demo`, a Python script that recomputes
+every step as printed) and the figure of ``demo --plot PATH`` (:func:`plot_demo`, which needs
+the optional matplotlib, imported only there).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -40,15 +42,16 @@ class Demo:
     are stacks of stride**2 of them in CRD phase order ``rh*s + rw``)."""
 
     stride: int
+    seed: int
     image: Array
     zero_inserted: Array
     kernel: Array
     subkernels: Array
-    notebook_pads: PairPair
+    same_pads: PairPair
     padding: PairPair
     output_padding: Pair
     direct: Array
-    notebook_direct: Array
+    same_correlation: Array
     phase_padding: PairPair
     phases: Array
     shuffled: Array
@@ -57,10 +60,10 @@ class Demo:
     library_polyphase: Array
 
     def differences(self) -> Tuple[float, float, float]:
-        """Max abs difference of the direct result from (the notebook's direct route,
-        the polyphase route built here, ``conv_transpose2d(method="polyphase")``)."""
+        """Max abs difference of the direct result from (the SAME correlation of the
+        zero-inserted image, the polyphase route built here, ``conv_transpose2d(method="polyphase")``)."""
         return (
-            _max_abs_diff(self.direct, self.notebook_direct),
+            _max_abs_diff(self.direct, self.same_correlation),
             _max_abs_diff(self.direct, self.polyphase),
             _max_abs_diff(self.direct, self.library_polyphase),
         )
@@ -76,23 +79,24 @@ def _max_abs_diff(a: Array, b: Array) -> float:
     return float(np.abs(a - b).max(initial=0.0))
 
 
-def notebook_padding(kernel_size: int, stride: int) -> Pair:
+def same_padding(kernel_size: int, stride: int) -> Pair:
     """``(p_top, p_bottom)`` along one axis for which ``conv_transpose2d`` with the flipped
-    kernel equals the notebook's TensorFlow-SAME correlation of the zero-inserted image with
-    the kernel (design/polyphase.md); a negative ``p_bottom`` is output_padding ``-p_bottom``."""
+    kernel equals the TensorFlow-SAME correlation of the zero-inserted image with the kernel;
+    a negative ``p_bottom`` is output_padding ``-p_bottom``."""
     return kernel_size // 2, kernel_size - stride - kernel_size // 2
 
 
 def compute_demo(
     size: Pair, kernel_size: Pair, stride: int, seed: int, dtype: npt.DTypeLike
 ) -> Demo:
-    """Reproduce the seed notebook on a seeded random image and kernel, one channel."""
+    """Both routes on a seeded random image and kernel, one channel (as :func:`print_demo`
+    prints them: keep the two in step)."""
     rng = np.random.default_rng(seed)
     image: Array = rng.standard_normal(size).astype(dtype)
     kernel: Array = rng.standard_normal(kernel_size).astype(dtype)
     flipped = np.ascontiguousarray(kernel[::-1, ::-1])[None, None]  # (C_in, C_out, kH, kW)
     pads = (top_h, bottom_h), (top_w, bottom_w) = (
-        notebook_padding(kernel_size[0], stride), notebook_padding(kernel_size[1], stride)
+        same_padding(kernel_size[0], stride), same_padding(kernel_size[1], stride)
     )
     padding = (top_h, max(bottom_h, 0)), (top_w, max(bottom_w, 0))
     output_padding = max(-bottom_h, 0), max(-bottom_w, 0)
@@ -102,7 +106,7 @@ def compute_demo(
         image[None], flipped, stride=stride, padding=padding,
         output_padding=output_padding, method="direct",
     )[0]
-    notebook_direct = _api.conv2d(zero_inserted[None], kernel[None, None], padding="same")[0]
+    same_correlation = _api.conv2d(zero_inserted[None], kernel[None, None], padding="same")[0]
 
     # The polyphase route, spelled out: one stride-1 conv2d per output phase on the
     # low-resolution image, then the periodic shuffle and the crop of the shuffled result.
@@ -121,15 +125,16 @@ def compute_demo(
     )[0]
     return Demo(
         stride=stride,
+        seed=seed,
         image=image,
         zero_inserted=zero_inserted,
         kernel=kernel,
         subkernels=_api.split_kernel(kernel, stride),
-        notebook_pads=pads,
+        same_pads=pads,
         padding=padding,
         output_padding=output_padding,
         direct=direct,
-        notebook_direct=notebook_direct,
+        same_correlation=same_correlation,
         phase_padding=poly.padding,
         phases=phases,
         shuffled=shuffled,
@@ -143,56 +148,91 @@ def _format(a: Array) -> str:
     body = np.array2string(
         a, precision=PRECISION, floatmode="fixed", suppress_small=True, max_line_width=200
     )
-    return "  " + body.replace("\n", "\n  ")
+    return "#   " + body.replace("\n", "\n#   ")
 
 
 def _shape(a: Array) -> str:
     return "x".join(str(n) for n in a.shape)
 
 
+def _calls(demo: Demo) -> Dict[str, str]:
+    """The code lines of the steps named in both renderings, exactly as they run."""
+    s, padding, output_padding = demo.stride, demo.padding, demo.output_padding
+    transposed = (f"spx.conv_transpose2d(image[None], flipped, stride={s}, padding={padding}, "
+                  f"output_padding={output_padding}, method=")
+    return {
+        "direct": f'direct = {transposed}"direct")[0]',
+        "pw": f"pw = spx.polyphase_weight(flipped, {s}, {padding}, {output_padding})",
+        "library": f'library = {transposed}"polyphase")[0]',
+    }
+
+
+INTRO = """\
+# A transposed convolution computed two ways, step by step: directly (zero insertion, then a
+# correlation) and as stride**2 small convolutions on the low-resolution image followed by a
+# periodic shuffle (Shi et al. 2016, "Is the deconvolution layer the same as a convolutional
+# layer?", arXiv:1609.07009). This text runs as Python; each array is shown as a comment
+# under the line that computes it."""
+
+
 def print_demo(demo: Demo) -> None:
-    """Print every step of the demo, labelled, and the agreement line last."""
+    """Print the demo as a Python script that recomputes every step, each array (as a comment)
+    under the line computing it, and the agreement line last."""
     s = demo.stride
-    (top_h, bottom_h), (top_w, bottom_w) = demo.notebook_pads
+    (top_h, bottom_h), (top_w, bottom_w) = demo.same_pads
+    calls = _calls(demo)
+    cast = "" if demo.image.dtype == np.float64 else f".astype(np.{demo.image.dtype})"
 
     def show(title: str, a: Array) -> None:
-        print(f"{title} ({_shape(a)}):")
+        print(f"# {title} ({_shape(a)}):")
         print(_format(a))
 
+    print(INTRO)
+    print("import numpy as np\nimport subpixel_ext as spx\n")
+    print(f"rng = np.random.default_rng({demo.seed})")
+    print(f"image = rng.standard_normal({demo.image.shape}){cast}")
     show("image", demo.image)
-    show(f"zero-inserted image, zero_insert(image, {s})", demo.zero_inserted)
+    print(f"kernel = rng.standard_normal({demo.kernel.shape}){cast}")
     show("kernel", demo.kernel)
+
+    print(f"\n# Direct: {s - 1} zero(s) between neighbouring pixels, then a correlation.")
+    print(f"zero_inserted = spx.zero_insert(image, {s})")
+    show("zero_inserted", demo.zero_inserted)
+    print("flipped = np.ascontiguousarray(kernel[::-1, ::-1])[None, None]  # (C_in, C_out, kH, kW)")
+    print(calls["direct"])
+    show("direct", demo.direct)
     print(
-        f"split_kernel(kernel, {s}): {s * s} sub-kernels, (a, b) = kernel[a::{s}, b::{s}] "
-        f"of the kernel zero-padded to a multiple of {s}"
+        f"# This equals the SAME correlation of zero_inserted with the kernel: a transposed "
+        f"convolution\n# with the kernel flipped, p_top = K//2 = ({top_h}, {top_w}) and p_bottom "
+        f"= K - s - K//2 = ({bottom_h}, {bottom_w})\n# (a negative p_bottom is output_padding)."
     )
+    print('same_correlation = spx.conv2d(zero_inserted[None], kernel[None, None], padding="same")[0]')
+    print(f"# max abs difference from direct: {demo.differences()[0]:.3e}")
+
+    print(f"\n# Polyphase: the kernel split into {s * s} sub-kernels, sub-kernel (a, b) = "
+          f"kernel[a::{s}, b::{s}]\n# of the kernel zero-padded to a multiple of {s}.")
+    print(f"subkernels = spx.split_kernel(kernel, {s})")
     for i, sub in enumerate(demo.subkernels):
-        show(f"sub-kernel ({i // s}, {i % s})", sub)
-    show(
-        f"direct = conv_transpose2d(image, kernel[::-1, ::-1], stride={s}, padding={demo.padding}, "
-        f"output_padding={demo.output_padding}, method='direct')",
-        demo.direct,
-    )
-    print(
-        f"  this is the notebook's SAME conv of the zero-inserted image with the kernel: flipped "
-        f"kernel, p_top = K//2 = ({top_h}, {top_w}), p_bottom = K - s - K//2 = "
-        f"({bottom_h}, {bottom_w}), negative -> output_padding; "
-        f"max abs difference {demo.differences()[0]:.3e}"
-    )
-    print(
-        f"pw = polyphase_weight(kernel[::-1, ::-1], {s}, {demo.padding}, {demo.output_padding}): "
-        f"{s * s} phase kernels, conv2d padding {demo.phase_padding}, crop {demo.crop}"
-    )
+        show(f"subkernels[{i}], sub-kernel ({i // s}, {i % s})", sub)
+    print(f"# pw.weight: {s * s} stride-1 conv2d kernels, one per output phase, from the flipped kernel's taps:")
+    print(calls["pw"])
+    print(f"# pw.padding = {demo.phase_padding}, pw.crop = {demo.crop}")
+    print(f"phases = np.stack([spx.conv2d(image[None], pw.weight[p : p + 1], padding=pw.padding)[0] "
+          f"for p in range({s * s})])")
     for p, phase in enumerate(demo.phases):
-        show(f"phase ({p // s}, {p % s}) = conv2d(image, pw.weight[{p}], padding=pw.padding)", phase)
-    show(f"pixel_shuffle(phases, {s})", demo.shuffled)
-    print(f"polyphase = pixel shuffle cropped by pw.crop = {demo.crop} ({_shape(demo.polyphase)})")
-    notebook, polyphase, library = demo.differences()
+        show(f"phases[{p}], phase ({p // s}, {p % s})", phase)
+    print(f"# The periodic shuffle interleaves the phases: shuffled[{s}*i + a, {s}*j + b] = phase (a, b)[i, j].")
+    print(f"shuffled = spx.pixel_shuffle(phases, {s})[0]")
+    show("shuffled", demo.shuffled)
+    print("(top, bottom), (left, right) = pw.crop")
+    print("polyphase = shuffled[top : shuffled.shape[0] - bottom, left : shuffled.shape[1] - right]")
+    print(f"# polyphase: {_shape(demo.polyphase)}, shuffled cropped by pw.crop = {demo.crop}")
+    print(calls["library"])
+    same, polyphase, library = demo.differences()
     verdict = "agree" if agrees(demo) else "DISAGREE"
     print(
-        f"direct and polyphase {verdict}: max abs difference {polyphase:.3e} "
-        f"(conv_transpose2d(method='polyphase'): {library:.3e}, notebook SAME conv: "
-        f"{notebook:.3e}, tolerance {demo.tolerance():.1e})"
+        f"# direct and polyphase {verdict}: max abs difference {polyphase:.3e} "
+        f"(library: {library:.3e}, same_correlation: {same:.3e}, tolerance {demo.tolerance():.1e})"
     )
 
 
@@ -237,16 +277,14 @@ def plot_demo(demo: Demo, path: str) -> None:
     rows = fig.add_gridspec(2, 1, height_ratios=(1.0, 1.2))
     top, bottom = fig.add_subfigure(rows[0, 0]), fig.add_subfigure(rows[1, 0])
     top.suptitle(
-        "direct: zero-insert the image, then the notebook's SAME correlation with the kernel\n"
-        f"= conv_transpose2d(image, kernel[::-1, ::-1], stride={s}, padding={demo.padding}, "
-        f"output_padding={demo.output_padding}, method='direct')",
+        "direct: zero-insert the image, then a SAME correlation with the kernel, the same as\n"
+        + _calls(demo)["direct"],
         fontsize=11,
     )
     bottom.suptitle(
         f"polyphase: {s * s} stride-1 convolutions in low-resolution space, then the periodic "
-        f"shuffle\npw = polyphase_weight(kernel[::-1, ::-1], {s}, {demo.padding}, "
-        f"{demo.output_padding}): the sub-kernels as phase kernels, conv2d padding "
-        f"{demo.phase_padding}, crop {demo.crop}",
+        f"shuffle\n{_calls(demo)['pw']}: one conv2d kernel per phase, "
+        f"conv2d padding {demo.phase_padding}, crop {demo.crop}",
         fontsize=11,
     )
     panels: list[Tuple[Axes, CellLabels]] = []
@@ -448,10 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         formatter_class=_Formatter,
-        help="seed notebook: direct vs. polyphase transposed conv (default)",
-        description="Reproduce the seed notebook on a seeded random image: the direct "
-        "transposed convolution (zero insertion) against stride**2 phase convolutions and "
-        "their pixel shuffle. Exit code 0 when they agree, 1 otherwise.",
+        help="a transposed convolution two ways, step by step (default)",
+        description="Compute a transposed convolution of a seeded random image two ways: "
+        "directly (zero insertion, then a correlation) and as stride**2 phase convolutions on "
+        "the low-resolution image followed by a periodic shuffle (Shi et al. 2016, "
+        "arXiv:1609.07009). Prints every step as a Python script that recomputes it. "
+        "Exit code 0 when the two agree, 1 otherwise.",
     )
     demo.add_argument("--size", nargs="+", type=_positive_int, action=_SquareOrPair,
                       default=(4, 4), metavar=("H", "W"), help="image size (default: 4 4)")

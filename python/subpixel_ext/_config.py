@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from . import _core, _params
+
+SIMD_ENV_VAR = "SUBPIXEL_EXT_SIMD"
+SIMD_LEVELS = ("baseline", "avx2", "avx512")  # accepted values of SIMD_ENV_VAR, in any case
 
 
 def get_num_threads() -> int:
@@ -43,7 +47,8 @@ def show_config() -> dict[str, Any]:
     """Version, compiler, OpenMP and SIMD levels (compiled, supported by this CPU, in use).
 
     The level in use is the best one this CPU supports, capped by the environment variable
-    ``SUBPIXEL_EXT_SIMD=baseline|avx2|avx512`` when it is set (read once, at first use).
+    ``SUBPIXEL_EXT_SIMD=baseline|avx2|avx512`` (any case) when it is set (read once, at first
+    use; any other value is ignored with a warning at import).
 
     Examples
     --------
@@ -55,3 +60,22 @@ def show_config() -> dict[str, Any]:
     cfg = dict(_core.config())
     cfg["num_threads"] = get_num_threads()
     return cfg
+
+
+def warn_on_unknown_simd_request() -> None:
+    """Warn when SUBPIXEL_EXT_SIMD is set to a value that is not applied, naming the accepted ones."""
+    cfg = _core.config()
+    requested = str(cfg.get("simd_requested", ""))
+    # The native side reports whether it applied the value; a known level it did not apply is
+    # as ignored as a typo.
+    if not requested or (requested.lower() in SIMD_LEVELS and cfg.get("simd_request_understood", True)):
+        return
+    warnings.warn(
+        f"{SIMD_ENV_VAR}={requested!r} is not understood and is ignored; accepted values (any "
+        f"case): {', '.join(SIMD_LEVELS)}. SIMD level in use: {cfg['simd_active']}",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+warn_on_unknown_simd_request()
