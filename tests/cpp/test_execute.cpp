@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "../../csrc/engine/execute.h"
 #include "../../csrc/kernels/dispatch.h"
