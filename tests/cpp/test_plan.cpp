@@ -1,0 +1,190 @@
+// Planning is pure and its sizes are what the problem implies (hand-computed below with fixed
+// tile shapes, those of the AVX2 float kernels, so the numbers do not depend on the machine).
+#include <algorithm>
+
+#include "../../csrc/kernels/dispatch.h"
+#include "check.h"
+#include "plan_compare.h"
+#include "reference.h"
+
+namespace spx_test {
+namespace {
+
+using spx::Family;
+using P = std::vector<ptrdiff_t>;
+using I = std::vector<int64_t>;
+
+// lanes, rowvec MR x NR, rowvec1 NR, chanvec MR x NR
+const spx::TileShapes kTiles{8, 4, 24, 32, 6, 16};
+
+spx::ConvPlan plan_of(const ConvCase& c, int threads, const spx::TileShapes& tiles = kTiles) {
+  return spx::plan_conv(describe_problem(c), tiles, threads);
+}
+
+// 1-D, one output channel, channels-first: a single-channel row kernel.
+ConvCase conv1d_one_output_channel() {
+  Geometry g;
+  g.batch = 2, g.in_channels = 3, g.out_channels = 1;
+  g.in = {10}, g.kernel = {3}, g.stride = {2}, g.pad = {1};  // out 5, frame 11
+  return make_case("conv1d 3->1", Op::kConv, g, false);
+}
+
+// 2-D, many channels, channels-last: vectors along the output channels.
+ConvCase conv2d_many_channels_last() {
+  Geometry g;
+  g.in_channels = 16, g.out_channels = 32;
+  g.in = {6, 7}, g.kernel = {3, 3}, g.pad = {1, 1};  // out 6x7, frame 8x9
+  return make_case("conv2d 16->32", Op::kConv, g, true);
+}
+
+// 3-D transposed, k = s = 2: eight phases of one tap each, column siblings interleaved.
+ConvCase conv_transpose3d_k2_s2() {
+  Geometry g;
+  g.in_channels = 2, g.out_channels = 3;
+  g.in = {2, 3, 4}, g.kernel = {2, 2, 2}, g.stride = {2, 2, 2};  // out 4x6x8
+  return make_case("conv_transpose3d 2->3", Op::kConvTranspose, g, false);
+}
+
+// Large enough to run threaded: 3 images x 64 rows of 8 channels.
+ConvCase conv2d_threaded() {
+  Geometry g;
+  g.batch = 3, g.in_channels = 4, g.out_channels = 8;
+  g.in = {64, 16}, g.kernel = {3, 3}, g.pad = {1, 1};
+  return make_case("conv2d threaded", Op::kConv, g, false);
+}
+
+std::vector<ConvCase> assorted_cases() {
+  std::vector<ConvCase> cases{conv1d_one_output_channel(), conv2d_many_channels_last(), conv_transpose3d_k2_s2(),
+                              conv2d_threaded()};
+  Geometry g;
+  g.in_channels = 4, g.out_channels = 2, g.groups = 2, g.in = {5, 9}, g.kernel = {3, 3}, g.pad = {1, 1},
+  g.factor = {2, 3};
+  cases.push_back(make_case("subpixel2d", Op::kSubpixel, g, false));
+  ConvCase direct = make_case("conv_transpose2d direct", Op::kConvTranspose, g, true);
+  direct.method = spx::TransposedMethod::kDirect;
+  cases.push_back(direct);
+  return cases;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const std::string& n : names) s += n + " ";
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE(plan_twice_is_identical) {
+  for (const ConvCase& c : assorted_cases())
+    for (int threads : {1, 2}) {
+      const std::vector<std::string> differ = plan_differences(plan_of(c, threads), plan_of(c, threads));
+      CHECK_MSG(differ.empty(), describe(c) << " differs in " << joined(differ));
+    }
+  // The comparison itself sees a change deep inside the problem.
+  spx::ConvPlan changed = plan_of(conv_transpose3d_k2_s2(), 1);
+  changed.problem.phases[5].taps[0].weight_offset += 1;
+  CHECK(plan_differences(plan_of(conv_transpose3d_k2_s2(), 1), changed) == std::vector<std::string>{"problem.phases"});
+}
+
+TEST_CASE(plan_thread_count_changes_only_the_task_split) {
+  const std::vector<std::string> split{"threads", "task_rows", "tasks_per_image", "tasks", "first_task"};
+  const ConvCase c = conv2d_threaded();
+  const spx::ConvPlan one = plan_of(c, 1);
+  for (int threads : {2, 3}) {
+    const spx::ConvPlan many = plan_of(c, threads);
+    for (const std::string& field : plan_differences(one, many))
+      CHECK_MSG(std::count(split.begin(), split.end(), field) == 1, field << " changed with " << threads << " threads");
+    CHECK_EQ(many.threads, threads);
+  }
+  // 3 images x 64 rows over ~16 tasks per thread: 12, 6 and 4 rows per task.
+  CHECK_EQ(one.task_rows, 12);
+  CHECK_EQ(plan_of(c, 2).task_rows, 6);
+  CHECK_EQ(plan_of(c, 3).task_rows, 4);
+  CHECK(plan_of(c, 3).first_task == (I{0, 16}));
+  CHECK_EQ(plan_of(c, 3).tasks, 48);
+  // Below the serial threshold a plan runs on one thread whatever is asked.
+  CHECK_EQ(plan_of(conv1d_one_output_channel(), 3).threads, 1);
+}
+
+TEST_CASE(plan_sizes_1d_rowvec1) {
+  const spx::ConvPlan p = plan_of(conv1d_one_output_channel(), 1);
+  CHECK(p.family == Family::kRowvec1);
+  CHECK_EQ(p.mr, 1u);
+  CHECK_EQ(p.nr, 32u);
+  CHECK(p.problem.frame.size == (spx::Extent{1, 1, 11}));
+  CHECK(p.problem.frame.pad == (spx::Extent{0, 0, 1}));
+  // Stride 2: each frame row de-interleaved into 2 column phases of ceil(11/2) = 6.
+  CHECK_EQ(p.frame.col_phases, 2);
+  CHECK_EQ(p.frame.cols_per_phase, 6);
+  CHECK_EQ(p.frame.row_len, 12);
+  CHECK_EQ(p.frame.plane, 12);
+  CHECK_EQ(p.frame.rows, 6);            // 2 images x 3 channels x 1 row
+  CHECK_EQ(p.frame.elements, 6 * 12 + 32);  // + a rowvec1 tile of slack
+  // Tap offsets 0, 1, 2 sit at column phase (t % 2) * 6 + t / 2, per channel plane of 12.
+  CHECK(p.reduction_offsets == std::vector<P>{{0, 6, 1, 12, 18, 13, 24, 30, 25}});
+  CHECK(p.pack.weights_first == (I{0, 9}));
+  CHECK(p.pack.tiles_first == (I{0, 1}));
+  CHECK_EQ(p.pack.tile_channels, 1);
+  CHECK(p.out_offsets == std::vector<P>{{0}});
+  CHECK_EQ(p.macs, 2 * 5 * 9);
+  CHECK_EQ(p.buffer_row, 5 + 32);
+  CHECK_EQ(p.buffer_len, 5 + 32);
+  CHECK_EQ(p.tasks, 2);
+}
+
+TEST_CASE(plan_sizes_2d_chanvec) {
+  const spx::ConvPlan p = plan_of(conv2d_many_channels_last(), 2);
+  CHECK(p.family == Family::kChanvec);
+  CHECK_EQ(p.mr, 6u);
+  CHECK_EQ(p.nr, 16u);
+  CHECK(p.problem.frame.size == (spx::Extent{1, 8, 9}));
+  CHECK_EQ(p.frame.col_phases, 1);
+  CHECK_EQ(p.frame.row_len, 9 * 16);  // columns x input channels
+  CHECK_EQ(p.frame.plane, 8 * 144);
+  CHECK_EQ(p.frame.rows, 8);
+  CHECK_EQ(p.frame.elements, 8 * 144 + 32);
+  const std::vector<ptrdiff_t>& taps = p.reduction_offsets.at(0);
+  CHECK_EQ(taps.size(), 9u);
+  CHECK(taps == (P{0, 16, 32, 144, 160, 176, 288, 304, 320}));  // kh * row_len + kw * channels
+  CHECK(p.pack.weights_first == (I{0, 2 * 16 * 9 * 16}));
+  CHECK(p.pack.tiles_first == (I{0, 2}));
+  CHECK_EQ(p.contiguous_channels.at(0), 1);
+  CHECK_EQ(p.macs, 6 * 7 * 32 * 16 * 9);
+  CHECK_EQ(p.threads, 2);
+  CHECK_EQ(p.buffer_len, 0);
+  CHECK(p.first_task == (I{0, 6}));
+}
+
+TEST_CASE(plan_sizes_3d_buffered_rowvec) {
+  const spx::ConvPlan p = plan_of(conv_transpose3d_k2_s2(), 1);
+  CHECK(p.family == Family::kRowvec);
+  CHECK_EQ(p.problem.phases.size(), 8u);
+  CHECK(p.problem.frame.size == (spx::Extent{2, 3, 4}));
+  CHECK_EQ(p.frame.col_phases, 1);
+  CHECK_EQ(p.frame.row_len, 4);
+  CHECK_EQ(p.frame.plane, 2 * 3 * 4);
+  CHECK_EQ(p.frame.rows, 2 * 2 * 3);  // input channels x depth x height
+  CHECK_EQ(p.frame.elements, 12 * 4 + 32);
+  // Column phases 0 and 1 of the same rows pair up into 4 buffered units.
+  CHECK(p.units.blocks == (std::vector<std::vector<size_t>>{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
+  CHECK(p.units.buffered == (std::vector<char>{1, 1, 1, 1}));
+  CHECK_EQ(p.units.max_siblings, 2);
+  for (const std::vector<ptrdiff_t>& off : p.reduction_offsets) CHECK(off == (P{0, 24}));  // one tap, 2 channels
+  CHECK(p.out_offsets.at(3) == (P{0, 192, 384, 0}));  // channel stride 4*6*8, padded to MR = 4
+  CHECK(p.pack.weights_first == (I{0, 8, 16, 24, 32, 40, 48, 56, 64}));
+  CHECK_EQ(p.macs, 8 * 24 * 3 * 2);
+  CHECK_EQ(p.buffer_row, 4 + 24);
+  CHECK_EQ(p.buffer_len, 4 * 2 * 28);  // MR rows per sibling
+  CHECK(p.first_task == (I{0, 6, 12, 18, 24}));
+}
+
+TEST_CASE(plan_family_follows_layout) {
+  const spx::KernelTable& k = spx::kernels();
+  for (const spx::TileShapes& tiles : {kTiles, spx::tile_shapes(k.f32), spx::tile_shapes(k.f64)}) {
+    CHECK(plan_of(conv1d_one_output_channel(), 1, tiles).family == Family::kRowvec1);
+    CHECK(plan_of(conv2d_many_channels_last(), 1, tiles).family == Family::kChanvec);
+    CHECK(plan_of(conv_transpose3d_k2_s2(), 1, tiles).family == Family::kRowvec);
+  }
+}
+
+}  // namespace spx_test
