@@ -13,7 +13,7 @@ import pathlib
 import re
 import subprocess
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -30,10 +30,8 @@ SPATIAL = "HWD"
 
 def ours(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, **kwargs: Any) -> np.ndarray:
     """This package's transposed convolution of any rank."""
-    rank = weight.ndim - 2
-    if rank == 2:  # once conv_transpose1d/3d exist: getattr(spx, f"conv_transpose{rank}d")(...)
-        return spx.conv_transpose2d(x, weight, bias, **kwargs)
-    return torch_semantics(x, weight, bias, **kwargs)
+    function: Callable[..., np.ndarray] = getattr(spx, f"conv_transpose{weight.ndim - 2}d")
+    return function(x, weight, bias, **kwargs)
 
 
 def torch_semantics(
@@ -487,15 +485,22 @@ def test_the_module_works_without_any_framework() -> None:
 
 # ----------------------------------------------------------------------------- the README section
 
-DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "conventions.md"
+DOC = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+SECTION = "## Conventions of other frameworks"
 FRAMEWORK_IMPORT = re.compile(r"^(?:import|from) (tensorflow|keras|onnx|onnxruntime|jax|torch)\b", re.M)
 
 
 def doc_snippets() -> List[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S) if DOC.exists() else []
+    """The python blocks of the README's conventions section."""
+    if not DOC.exists():
+        return []
+    text = DOC.read_text()
+    section = text[text.index(SECTION):]
+    section = section[: section.find("\n## ", len(SECTION))]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-@pytest.mark.skipif(not DOC.exists(), reason="docs/conventions.md not next to the tests")
+@pytest.mark.skipif(not DOC.exists(), reason="README.md not next to the tests")
 @pytest.mark.parametrize("index", range(len(doc_snippets())))
 def test_doc_snippet_runs(index: int) -> None:
     snippet = doc_snippets()[index]
