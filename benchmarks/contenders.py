@@ -13,6 +13,8 @@ from workloads import Workload
 
 LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 METHODS = ("auto", "direct", "polyphase")
+# PyTorch's channels-last memory formats per spatial rank (it has none for 1-D).
+TORCH_CHANNELS_LAST = {2: "channels_last", 3: "channels_last_3d"}
 # The families of contenders: "ours" are functional calls (the first one is the headline),
 # "layer" the prepacked layers, "peer" other libraries, "reference" a bandwidth yardstick.
 FAMILIES = ("ours", "layer", "peer", "reference")
@@ -143,7 +145,8 @@ def memcpy_contender(inp: Inputs) -> Contender:
 def torch_contenders(torch: Any, w: Workload, inp: Inputs) -> Tuple[List[Contender], List[str]]:
     F = torch.nn.functional
     formats = {"contiguous": torch.contiguous_format}
-    formats.update({2: {"channels_last": torch.channels_last}, 3: {"channels_last_3d": torch.channels_last_3d}}.get(w.dims, {}))
+    if w.dims in TORCH_CHANNELS_LAST:
+        formats[TORCH_CHANNELS_LAST[w.dims]] = getattr(torch, TORCH_CHANNELS_LAST[w.dims])
     if w.op != "conv_transpose" and w.dims != 2:
         return [], [f"torch: no {w.dims}-D {w.op} to compare with"]
     r = w.params.get("r")
