@@ -180,7 +180,7 @@ def format_overview(results: Sequence[Result]) -> str:
     """One line per workload: ours (headline), its rate and peak fraction, the best peer, the layer."""
     lines = [
         "Overview (median times; ratio = fastest peer time / ours, > 1 means we win)",
-        f"  {'workload':<14}{'ours':>11}{'rate':>14}{'%peak':>8}  {'best peer':<28}{'ratio':>7}"
+        f"  {'workload':<14}{'ours':>11}{'rate':>14}{'%peak':>8}  {'best peer':<34}{'ratio':>7}"
         f"{'layer':>11}{'ratio':>7}",
     ]
     for res in results:
@@ -192,7 +192,7 @@ def format_overview(results: Sequence[Result]) -> str:
         lines.append(
             f"  {res.workload.name:<14}{res.ours.best.median * scale:>8.3f} {unit}"
             f"{res.rate(res.ours.best.median):>7.1f} {rate_unit:<7}{fmt(res.fraction(res.ours), '.1%'):>7}"
-            f"  {peer_text:<28}{fmt(res.ratio(res.ours), '.2f'):>7}{layer_text:>11}"
+            f"  {peer_text:<34}{fmt(res.ratio(res.ours), '.2f'):>7}{layer_text:>11}"
             f"{fmt(None if layer is None else res.ratio(layer), '.2f'):>7}"
         )
     lines.append("  (%peak: of the FMA peak; for the shuffle, of memcpy's bandwidth)")
