@@ -27,7 +27,7 @@ from report import (
     machine_info, ratios, usable_cpus, cpu_model,
 )
 from timing import best_rows, measure, quiet_gc
-from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads
+from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads, select_workloads
 
 PEAK_SECONDS = 0.3
 DEFAULT_REPEATS, QUICK_REPEATS = 7, 3
@@ -67,17 +67,6 @@ def import_peers(threads: int) -> Tuple[Dict[str, Any], List[str]]:
         del peers["onnxruntime"]
         notes.append("onnxruntime needs the onnx package to build its graphs; skipped")
     return peers, notes
-
-
-def select(workloads: List[Workload], only: Optional[str]) -> List[Workload]:
-    if only is None:
-        return workloads
-    wanted = [n.strip() for n in only.split(",") if n.strip()]
-    known = {w.name for w in workloads}
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise ValueError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return [w for w in workloads if w.name in wanted]
 
 
 def progress(workloads: Sequence[Workload]) -> Iterator[Workload]:
@@ -190,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         return replot(args)
     try:
         loaded, notes = load_workloads(args.workloads)
-        workloads = select(loaded, args.only)
+        workloads = select_workloads(loaded, args.only)
     except (ValueError, OSError, KeyError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ import subpixel_ext as spx
 from contenders import Contender, OurCalls, make_inputs
 from report import fmt, load_average, machine_info
 from timing import Row, best_rows, measure, quiet_gc
-from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads
+from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads, select_workloads
 
 OLD_MODULE = "subpixel_ext_old"
 NOT_SLOWER = 0.95  # old / new at or above this: no slower than before, within the noise
@@ -104,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--old", type=Path, required=True, metavar="DIR", help="the install (--target) directory of the old build")
     p.add_argument("--workloads", type=Path, default=DEFAULT_WORKLOADS_FILE, metavar="FILE")
+    p.add_argument("--only", default=None, metavar="NAMES", help="comma-separated workload names to run")
     p.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--json", default=None, metavar="FILE")
@@ -114,7 +115,7 @@ def main() -> int:
     args = parser().parse_args()
     old = load_old(args.old)
     workloads, notes = load_workloads(args.workloads)
-    two_d = [w for w in workloads if w.dims == 2]
+    two_d = [w for w in select_workloads(workloads, args.only) if w.dims == 2]
     start_load = load_average()
     print(f"old: {old.__file__}\nnew: {spx.__file__}\nload average {fmt(start_load, '.2f')} at start", flush=True)
     entries = []

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKLOADS_FILE = REPO_ROOT.parent / "shared" / "bench" / "workloads.json"
@@ -145,3 +145,15 @@ def parse_workloads(spec: Dict[str, Any]) -> Tuple[List[Workload], List[str]]:
 def load_workloads(path: Path) -> Tuple[List[Workload], List[str]]:
     with open(path, encoding="utf-8") as f:
         return parse_workloads(json.load(f))
+
+
+def select_workloads(workloads: List[Workload], only: Optional[str]) -> List[Workload]:
+    """The workloads named in the comma-separated `only` (all when None), in the file's order."""
+    if only is None:
+        return workloads
+    wanted = [n.strip() for n in only.split(",") if n.strip()]
+    known = {w.name for w in workloads}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ValueError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return [w for w in workloads if w.name in wanted]
