@@ -264,7 +264,7 @@ def test_demo_plot_without_matplotlib_says_how_to_install_it(tmp_path: pathlib.P
     assert plain.stdout == run("demo").stdout
 
 
-# ----------------------------------------------------------------------------- config, help, bench
+# ----------------------------------------------------------------------------- config, help
 
 
 def test_config_prints_aligned_key_value_lines() -> None:
@@ -311,15 +311,8 @@ def test_help_lists_the_commands() -> None:
         words = line.split(maxsplit=1)
         if len(words) == 2 and words[0] in ("demo", "bench", "config"):
             listed[words[0]] = words[1]
-    assert set(listed) == {"demo", "bench", "config"}
+    assert set(listed) == {"demo", "config"}  # the benchmark lives in benchmarks/, not the package
     assert "(default)" in listed["demo"]
     demo_help = run("demo", "--help")
     assert demo_help.returncode == 0
     assert "--size H [W]" in demo_help.stdout and "--kernel K [KW]" in demo_help.stdout
-
-
-@pytest.mark.skipif(importlib.util.find_spec("subpixel_ext._bench") is None, reason="no _bench module")
-def test_bench_help_comes_from_the_bench_module() -> None:
-    result = run("bench", "--help")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: python -m subpixel_ext bench")

@@ -1,4 +1,4 @@
-"""``python -m subpixel_ext``: the demo, the benchmark and the build configuration.
+"""``python -m subpixel_ext``: the demo and the build configuration.
 
 The demo computes one transposed convolution two ways, directly and as the paper's sub-pixel
 convolution (Shi et al. 2016, arXiv:1609.07009). Its computation (:func:`compute_demo`) is kept
@@ -52,10 +52,10 @@ class Demo:
     output_padding: Pair
     direct: Array
     same_correlation: Array
-    phase_padding: PairPair
+    phase_padding: Tuple[Tuple[int, int], ...]
     phases: Array
     shuffled: Array
-    crop: PairPair
+    crop: Tuple[Tuple[int, int], ...]
     polyphase: Array
     library_polyphase: Array
 
@@ -412,17 +412,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0 if agrees(demo) else 1
 
 
-# ----------------------------------------------------------------------------- bench, config
-
-
-def _run_bench(arguments: Sequence[str]) -> int:
-    from . import _bench  # lazily: --help, demo and config must not depend on it
-
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} bench", description="Benchmark the native kernels on the standard workloads."
-    )
-    _bench.add_arguments(parser)
-    return _bench.run(parser.parse_args(arguments))
+# ----------------------------------------------------------------------------- config
 
 
 def _run_config() -> int:
@@ -507,12 +497,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also draw every step as annotated heatmaps into one image file "
                       "(format from the suffix, e.g. demo.png); needs matplotlib")
 
-    # The benchmark's own options are parsed by _bench (imported only when it runs).
-    commands.add_parser(
-        "bench",
-        help="time direct vs. polyphase on the workloads (see bench --help)",
-        add_help=False,
-    )
     commands.add_parser(
         "config", help="version, compiler, OpenMP, SIMD levels and threads"
     )
@@ -522,11 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
-    args, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv) or ["demo"])
-    if args.command == "bench":
-        return _run_bench(rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv) or ["demo"])
     if args.command == "demo":
         return _run_demo(args)
     return _run_config()
