@@ -95,7 +95,8 @@ def _conv(
     dtype = plan.dtype
     xc, wc = _p.as_compute(xa, dtype), _p.as_compute(wa, dtype)
     bc = None if ba is None else _p.as_compute(ba, dtype)
-    native = native_operator(plan.params, wc, bc, plan.method, plan.activation, plan.negative_slope)
+    native = native_operator(plan.params, plan.geometry.pad_begin, wc, bc, plan.method, plan.activation,
+                             plan.negative_slope)
     converted = tuple(a for a, c in ((xa, xc), (wa, wc), (ba, bc)) if a is not None and a is not c)
     return run_native(native, plan.geometry, xc, dtype, out, plan.threads, converted)
 

@@ -31,21 +31,25 @@ def parse_activation(activation: Any, negative_slope: Any) -> Tuple[Optional[str
 
 def native_operator(
     params: _p.ConvParams,
+    pad_begin: Tuple[int, ...],
     weight: np.ndarray,
     bias: Optional[np.ndarray],
     method: str,
     activation: Optional[str],
     negative_slope: float,
 ) -> Any:
-    """The native operator for `params`, reading `weight` and `bias` (kept alive by it) in place."""
+    """The native operator for `params` with the leading padding (conv) or crop (transposed)
+    `pad_begin` of a geometry, reading `weight` and `bias` (kept alive by it) in place."""
     act = getattr(_core.Activation, activation or "none")
-    common = (list(params.stride), list(params.dilation), params.groups, params.channels_last)
+    stride, dilation, pad = list(params.stride), list(params.dilation), list(pad_begin)
     if params.kind == "conv_transpose":
         meth = _core.Method.direct if method == "direct" else _core.Method.polyphase
-        return _core.ConvTranspose(weight, bias, *common, meth, act, negative_slope)
+        return _core.ConvTranspose(weight, bias, stride, dilation, pad, params.groups, params.channels_last, meth,
+                                   act, negative_slope)
     if params.kind == "subpixel":
-        return _core.SubpixelConv(weight, bias, list(params.factor), params.dcr, *common, act, negative_slope)
-    return _core.Conv(weight, bias, *common, act, negative_slope)
+        return _core.SubpixelConv(weight, bias, list(params.factor), params.dcr, stride, dilation, pad, params.groups,
+                                  params.channels_last, act, negative_slope)
+    return _core.Conv(weight, bias, stride, dilation, pad, params.groups, params.channels_last, act, negative_slope)
 
 
 def run_native(
@@ -67,7 +71,7 @@ def run_native(
         y = _p.check_out(out, geometry.out_shape, dtype, [a for a in originals if a is not None])
     if y.size:
         x_batched, y_batched = (x, y) if geometry.batched else (x[None], y[None])
-        native(x_batched, y_batched, list(geometry.pad_begin), threads)
+        native(x_batched, y_batched, threads)
     return y
 
 
@@ -97,7 +101,8 @@ class _ConvLayer:
         # Private, read-only copies: later changes to the caller's arrays do not reach the layer.
         self._weight = _private_copy(w, dtype)
         self._bias = None if b is None else _private_copy(b, dtype)
-        self._natives: Dict[np.dtype, Any] = {}
+        # One operator per (compute dtype, pad_begin): "same" conv padding depends on the input size.
+        self._natives: Dict[Tuple[np.dtype, Tuple[int, ...]], Any] = {}
         self._geometries: Dict[Tuple[Any, ...], _p.ConvGeometry] = {}
         self._lock = threading.Lock()
 
@@ -197,7 +202,8 @@ class _ConvLayer:
         geometry = self._geometry(xa.shape, output_size)
         _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
         xc = _p.as_compute(xa, dtype)
-        return run_native(self._native(dtype), geometry, xc, dtype, out, threads, (xa,) if xc is not xa else ())
+        native = self._native(dtype, geometry.pad_begin)
+        return run_native(native, geometry, xc, dtype, out, threads, (xa,) if xc is not xa else ())
 
     def _geometry(self, x_shape: Tuple[int, ...], output_size: Any) -> _p.ConvGeometry:
         try:
@@ -214,18 +220,22 @@ class _ConvLayer:
             self._geometries[key] = geometry
         return geometry
 
-    def _native(self, dtype: np.dtype) -> Any:
-        native = self._natives.get(dtype)
+    def _native(self, dtype: np.dtype, pad_begin: Tuple[int, ...]) -> Any:
+        key = (dtype, tuple(pad_begin))
+        native = self._natives.get(key)
         if native is None:
             with self._lock:
-                native = self._natives.get(dtype)
+                native = self._natives.get(key)
                 if native is None:
                     w = self._weight if self._weight.dtype == dtype else _private_copy(self._weight, dtype)
                     b = self._bias
                     if b is not None and b.dtype != dtype:
                         b = _private_copy(b, dtype)
-                    native = native_operator(self._params, w, b, self._method, self._activation, self._negative_slope)
-                    self._natives[dtype] = native
+                    native = native_operator(self._params, key[1], w, b, self._method, self._activation,
+                                             self._negative_slope)
+                    if len(self._natives) >= 64:
+                        self._natives.clear()
+                    self._natives[key] = native
         return native
 
 
