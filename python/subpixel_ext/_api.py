@@ -421,7 +421,7 @@ def pixel_unshuffle(
     return _shuffle(x, downscale_factor, layout, mode, out, num_threads, inverse=True)
 
 
-def _trailing_axes(stride: Any, ndim: int, name: str) -> Tuple[int, ...]:
+def _trailing_axes(stride: Any, ndim: int, name: str, array_name: str = "x") -> Tuple[int, ...]:
     """An int stride means the last two axes; a tuple of k ints the last k."""
     rank = 2 if isinstance(stride, (int, np.integer)) and not isinstance(stride, (bool, np.bool_)) else None
     if rank is None:
@@ -433,7 +433,7 @@ def _trailing_axes(stride: Any, ndim: int, name: str) -> Tuple[int, ...]:
         raise ValueError(f"{name} must be an int or a tuple of 1 to 3 ints, got {stride!r}")
     values = _p.per_axis(stride, name, rank, minimum=1)
     if ndim < rank:
-        raise ValueError(f"x must have at least {rank} dimensions for {name}={stride!r}")
+        raise ValueError(f"{array_name} must have at least {rank} dimensions for {name}={stride!r}")
     return values
 
 
@@ -484,7 +484,7 @@ def split_kernel(kernel: ArrayLike, stride: IntOrTuple) -> np.ndarray:
            [6., 8.]])
     """
     ka = _p.as_array(kernel, "kernel")
-    s = _trailing_axes(stride, ka.ndim, "stride")
+    s = _trailing_axes(stride, ka.ndim, "stride", "kernel")
     rank = len(s)
     lead, k = ka.shape[: ka.ndim - rank], ka.shape[ka.ndim - rank:]
     taps = tuple(-(-n // r) for n, r in zip(k, s))
