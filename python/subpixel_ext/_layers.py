@@ -7,6 +7,7 @@ layer called in a loop repeats neither. The functional API runs the same operato
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, ClassVar, Dict, Optional, Tuple
 
@@ -213,7 +214,12 @@ class _ConvLayer:
             key = cached = None
         if cached is not None:
             return cached
-        geometry = _p.conv_geometry(self._params, x_shape, output_size)
+        params = self._params
+        if output_size is not None and any(params.output_padding):
+            # As nn.ConvTranspose*d.forward: output_size chooses the output padding, the
+            # layer's own output_padding (e.g. copied by from_torch) is then not used.
+            params = dataclasses.replace(params, output_padding=(0,) * len(params.output_padding))
+        geometry = _p.conv_geometry(params, x_shape, output_size)
         if key is not None:
             if len(self._geometries) >= 64:
                 self._geometries.clear()
