@@ -217,6 +217,62 @@ def test_every_supported_level_matches_the_oracle() -> None:
         assert last.startswith("checks ") and int(last.split()[1]) > 200, (lvl, out[lvl])
 
 
+ND_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import subpixel_ext as spx
+    from subpixel_ext import reference as ref
+    from _helpers import LAYOUTS, assert_close, nd_conv_inputs, oracle
+
+    assert spx.show_config()["simd_active"] == LEVEL
+    checks = 0
+    ACTS = [None, "relu", "relu6", "leaky_relu", "tanh", "sigmoid"]
+    LAYER = {"conv_transpose": "ConvTranspose", "conv": "Conv", "subpixel": "SubPixelConv"}
+    NAME = {"conv_transpose": "conv_transpose", "conv": "conv", "subpixel": "subpixel_conv"}
+    for i, (rank, kind) in enumerate([(r, k) for r in (1, 3) for k in ("conv_transpose", "conv", "subpixel")] * 2):
+        rng = np.random.default_rng(i)
+        dtype = (np.float32, np.float64)[i % 2]
+        last = i // 6 == 1
+        big = i % 3 != 0
+        spatial = ((41 if big else 4),) if rank == 1 else ((4, 5, 3) if big else (2, 2, 3))
+        factor = (2,) * rank if kind == "subpixel" else ()
+        c_in, c_out = (5, 7) if big else (1, 2)
+        x, w, b = nd_conv_inputs(rng, n=1 + i % 2, c_in=c_in, c_out=c_out, spatial=spatial, kernel=(3,) * rank,
+                                 kind=kind, factor=factor, channels_last=last, dtype=dtype)
+        act = ACTS[i % 6]
+        kw = dict(padding=1, layout=LAYOUTS[rank][last], activation=act, negative_slope=0.1)
+        if kind == "conv_transpose":
+            kw["stride"] = (3,) if rank == 1 else (2, 1, 3)
+        fn, ref_fn = getattr(spx, NAME[kind] + f"{rank}d"), getattr(ref, NAME[kind] + f"{rank}d")
+        if kind == "subpixel":
+            expected, scale = oracle(lambda x_, w_, b_, **k: ref_fn(x_, w_, 2, b_, **k), x, w, b, **kw)
+            calls = [lambda t: fn(x, w, 2, b, **kw, num_threads=t)]
+            layer = getattr(spx, LAYER[kind] + f"{rank}d")(w, 2, b, **kw)
+        else:
+            expected, scale = oracle(ref_fn, x, w, b, **kw)
+            methods = [{"method": "direct"}, {"method": "polyphase"}] if kind == "conv_transpose" else [{}]
+            calls = [lambda t, m=m: fn(x, w, b, **kw, **m, num_threads=t) for m in methods]
+            layer = getattr(spx, LAYER[kind] + f"{rank}d")(w, b, **kw)
+        for call in calls:
+            one = call(1)
+            assert_close(one, expected, np.dtype(dtype), scale, what=f"{kind}{rank}d {kw} {x.shape}")
+            assert np.array_equal(call(2), one) and np.array_equal(layer(x, num_threads=2), calls[-1](1))
+            checks += 1
+    print("checks", checks)
+    """
+)
+
+
+def test_every_supported_level_matches_the_oracle_in_1d_and_3d() -> None:
+    # 1-D and 3-D ops, layers and every activation at each SIMD level; thread counts 1 and 2.
+    supported = _levels(spx.show_config()["simd_supported"])
+    jobs = {lvl: (lvl, ND_SCRIPT.replace("LEVEL", repr(lvl))) for lvl in supported}
+    out = _run_python(jobs, timeout=300)
+    for lvl in supported:
+        last = out[lvl].strip().splitlines()[-1]
+        assert last.startswith("checks ") and int(last.split()[1]) == 16, (lvl, out[lvl])
+
+
 # ============================================================================ threads
 
 SERIAL_MACS = 1 << 16  # the native code runs single-threaded below this many multiply-adds
