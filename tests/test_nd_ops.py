@@ -196,3 +196,24 @@ def test_nd_pixel_shuffle_and_zero_insert_are_exact(factor: Tuple[int, ...], lay
     assert np.array_equal(spx.pixel_unshuffle(hi, factor, layout=layout, mode=mode), lo)
     assert np.array_equal(spx.zero_insert(lo, factor), ref.zero_insert(lo, factor))
     assert np.array_equal(spx.split_kernel(lo, factor), ref.split_kernel(lo, factor))
+
+
+@pytest.mark.parametrize("activation", [None, "sigmoid"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("kind", ["conv_transpose", "conv", "subpixel_conv"])
+@pytest.mark.parametrize("rank", RANKS)
+def test_zero_input_channels_give_the_bias(rank: int, kind: str, channels_last: bool, activation: Any) -> None:
+    # Was a ValueError ("weight does not match groups") from the native operator, where the
+    # oracle returns the (activated) bias; found by test_property_conv_transpose2d.
+    rng = np.random.default_rng(rank)
+    spatial = (3, 2, 4)[:rank]
+    x = np.ones((2,) + (spatial + (0,) if channels_last else (0,) + spatial))
+    conv_channels = 3 * 2 ** rank if kind == "subpixel_conv" else 3
+    w = np.ones(((0, 3) if kind == "conv_transpose" else (conv_channels, 0)) + (2,) * rank)
+    b = rng.uniform(-2, 2, conv_channels)
+    kw = dict(layout=LAYOUTS[rank][channels_last], activation=activation, padding=1)
+    args = (x, w, 2, b) if kind == "subpixel_conv" else (x, w, b)
+    expected = getattr(ref, f"{kind}{rank}d")(*args, **kw)
+    assert_close(getattr(spx, f"{kind}{rank}d")(*args, **kw), expected, F64)
+    layer_cls = {"conv_transpose": "ConvTranspose", "conv": "Conv", "subpixel_conv": "SubPixelConv"}[kind]
+    assert_close(getattr(spx, f"{layer_cls}{rank}d")(*args[1:], **kw)(x), expected, F64)

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _core
 from . import _params as _p
-from ._layers import METHODS, native_operator, parse_activation, run_native
+from ._layers import METHODS, native_operator, parse_activation, run_native, run_without_input_channels
 from ._typing import ArrayLike, IntOrTuple, OutputSize, Padding
 
 
@@ -93,6 +93,9 @@ def _conv(
                 _PLANS.clear()
             _PLANS[key] = plan
     dtype = plan.dtype
+    if plan.params.in_channels == 0:
+        return run_without_input_channels(plan.params, plan.geometry, ba, dtype, out, plan.activation,
+                                          plan.negative_slope, (xa, wa, ba))
     xc, wc = _p.as_compute(xa, dtype), _p.as_compute(wa, dtype)
     bc = None if ba is None else _p.as_compute(ba, dtype)
     native = native_operator(plan.params, plan.geometry.pad_begin, wc, bc, plan.method, plan.activation,

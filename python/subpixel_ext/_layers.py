@@ -8,6 +8,7 @@ layer called in a loop repeats neither. The functional API runs the same operato
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from typing import Any, ClassVar, Dict, Optional, Tuple
 
@@ -73,6 +74,50 @@ def run_native(
     if y.size:
         x_batched, y_batched = (x, y) if geometry.batched else (x[None], y[None])
         native(x_batched, y_batched, threads)
+    return y
+
+
+def run_without_input_channels(
+    params: _p.ConvParams,
+    geometry: _p.ConvGeometry,
+    bias: Optional[np.ndarray],
+    dtype: np.dtype,
+    out: Optional[np.ndarray],
+    activation: Optional[str],
+    negative_slope: float,
+    originals: Tuple[Optional[np.ndarray], ...] = (),
+) -> np.ndarray:
+    """A convolution over zero input channels (the native operators need at least one): every
+    output is the activation of its channel's bias (or of 0)."""
+    y = np.empty(geometry.out_shape, dtype) if out is None else _p.check_out(
+        out, geometry.out_shape, dtype, [a for a in originals if a is not None])
+    if not y.size:
+        return y
+    values = np.zeros(params.weight_out_channels, np.float64) if bias is None else bias.astype(np.float64)
+    with np.errstate(over="ignore"):
+        if activation == "relu":
+            values = np.maximum(values, 0)
+        elif activation == "relu6":
+            values = np.clip(values, 0, 6)
+        elif activation == "leaky_relu":
+            values = np.where(values >= 0, values, values * negative_slope)
+        elif activation == "tanh":
+            values = np.tanh(values)
+        elif activation == "sigmoid":
+            values = 1 / (1 + np.exp(-values))
+    rank = len(params.factor)
+    spatial = geometry.out_spatial
+    full = np.empty((params.out_channels,) + tuple(spatial), np.float64)  # channels first, one image
+    phases = int(np.prod(params.factor)) if params.kind == "subpixel" else 1
+    # sub-pixel: conv channel c*prod(r) + phase (CRD) or phase*C + c (DCR) lands on its phase
+    per_phase = values.reshape((phases, -1)).T if params.kind == "subpixel" and params.dcr else values.reshape((-1, phases))
+    factor = params.factor if params.kind == "subpixel" else (1,) * rank
+    for p, phase in enumerate(itertools.product(*(range(r) for r in factor))):
+        window = tuple(slice(i, None, r) for i, r in zip(phase, factor))
+        full[(slice(None),) + window] = per_phase[:, p].reshape((-1,) + (1,) * rank)
+    if params.channels_last:
+        full = np.moveaxis(full, 0, -1)
+    y[...] = full.astype(dtype)  # broadcasts over the batch axis
     return y
 
 
@@ -202,6 +247,9 @@ class _ConvLayer:
         dtype = _p.result_dtype(xa, self._weight, self._bias)
         geometry = self._geometry(xa.shape, output_size)
         _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
+        if self._params.in_channels == 0:
+            return run_without_input_channels(self._params, geometry, self._bias, dtype, out, self._activation,
+                                              self._negative_slope, (xa,))
         xc = _p.as_compute(xa, dtype)
         native = self._native(dtype, geometry.pad_begin)
         return run_native(native, geometry, xc, dtype, out, threads, (xa,) if xc is not xa else ())
