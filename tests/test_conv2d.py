@@ -12,13 +12,12 @@ from hypothesis import strategies as st
 import subpixel_ext as spx
 from subpixel_ext import reference as ref
 
-from conftest import (
+from _helpers import (
     F32,
     F64,
     assert_close,
     ceil_div,
     check_against_oracle,
-    conv2d_configs,
     conv_inputs,
     conv_out_len,
     inputs_for,
@@ -26,6 +25,7 @@ from conftest import (
     random_array,
     to_layout,
 )
+from strategies import conv2d_configs
 
 DTYPES = [F32, F64]
 

@@ -13,19 +13,19 @@ from hypothesis import strategies as st
 import subpixel_ext as spx
 from subpixel_ext import reference as ref
 
-from conftest import (
+from _helpers import (
     F32,
     F64,
     assert_close,
     check_against_oracle,
     conv_inputs,
-    conv_transpose_configs,
     inputs_for,
     oracle,
     random_array,
     to_layout,
     transposed_out_len,
 )
+from strategies import conv_transpose_configs
 
 METHODS = ["direct", "polyphase", "auto"]
 # The big grids run the two native methods; "auto" is documented to be "polyphase" and is

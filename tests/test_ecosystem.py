@@ -20,7 +20,7 @@ import pytest
 import subpixel_ext as spx
 from subpixel_ext import _core
 
-from conftest import random_array
+from _helpers import random_array
 
 # ----------------------------------------------------------------------------- threadpoolctl
 

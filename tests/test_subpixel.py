@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import subpixel_ext as spx
 from subpixel_ext import reference as ref
 
-from conftest import F32, F64, assert_close, conv_inputs, oracle, random_array, to_layout
+from _helpers import F32, F64, assert_close, conv_inputs, oracle, random_array, to_layout
 
 LAYOUTS = ["NCHW", "NHWC"]
 MODES = ["CRD", "DCR"]

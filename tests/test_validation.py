@@ -11,7 +11,7 @@ import pytest
 import subpixel_ext as spx
 from subpixel_ext import reference as ref
 
-from conftest import F32, F64, assert_close, oracle, random_array
+from _helpers import F32, F64, assert_close, oracle, random_array
 
 _r = np.random.default_rng(5)
 X = random_array(_r, (1, 2, 4, 4), F64)
@@ -462,3 +462,21 @@ def test_out_overlapping_a_converted_input_is_refused() -> None:
     assert not buf[:100].any(), "a refused call must not write out"
     with pytest.raises(ValueError, match="overlaps"):
         spx.conv2d(buf[:16].reshape(1, 1, 4, 4), w[:, :, :3, :3], out=buf[10:14].reshape(1, 1, 2, 2))
+
+
+_NONE_CALLS = {
+    "conv_transpose1d": (np.ones((4, 1, 1)),), "conv_transpose2d": (np.ones((4, 1, 1, 1)),),
+    "conv_transpose3d": (np.ones((4, 1, 1, 1, 1)),), "conv1d": (np.ones((4, 1, 1)),),
+    "conv2d": (np.ones((4, 1, 1, 1)),), "conv3d": (np.ones((4, 1, 1, 1, 1)),),
+    "subpixel_conv1d": (np.ones((4, 1, 1)), 2), "subpixel_conv2d": (np.ones((4, 1, 1, 1)), 2),
+    "subpixel_conv3d": (np.ones((8, 1, 1, 1, 1)), 2),
+}
+
+
+@pytest.mark.parametrize("op", sorted(_NONE_CALLS))
+def test_none_as_input_is_a_type_error(op: str) -> None:
+    # Was an AssertionError (AttributeError under python -O), in 2-D; now every rank.
+    with pytest.raises(TypeError):
+        getattr(spx, op)(None, *_NONE_CALLS[op])
+    with pytest.raises(TypeError):  # and None as the weight
+        getattr(spx, op)(np.ones((1, 1) + (1,) * int(op[-2])), None, *_NONE_CALLS[op][1:])

@@ -24,7 +24,7 @@ class BoundOperator {
     params.kernel = {1, 1, 1};
     for (size_t a = 0; a < rank_; ++a) params.kernel[spx::kMaxRank - rank_ + a] = weight_.shape(static_cast<py::ssize_t>(a + 2));
     for (int64_t k : params.kernel) require(k >= 1, "weight must have a kernel of size >= 1");
-    require(params.in_channels >= 1 && params.out_channels >= 0 && params.groups >= 1 &&
+    require(params.in_channels >= 0 && params.out_channels >= 0 && params.groups >= 1 &&
                 params.in_channels % params.groups == 0,
             "weight does not match groups");
     const bool has_bias = !bias_.is_none();

@@ -7,6 +7,7 @@ layer called in a loop repeats neither. The functional API runs the same operato
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
@@ -207,7 +208,12 @@ class _ConvLayer:
 
     def _prepare(self, x: np.ndarray, output_size: Any) -> _PreparedCall:
         dtype = _p.result_dtype(x, self._weight, self._bias)
-        geometry = _p.conv_geometry(self._params, x.shape, output_size)
+        params = self._params
+        if output_size is not None and any(params.output_padding):
+            # As nn.ConvTranspose*d.forward: output_size chooses the output padding, the
+            # layer's own output_padding (e.g. copied by from_torch) is then not used.
+            params = dataclasses.replace(params, output_padding=(0,) * params.rank)
+        geometry = _p.conv_geometry(params, x.shape, output_size)
         _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
         return _PreparedCall(geometry, dtype, self._native(dtype))
 
