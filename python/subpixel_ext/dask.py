@@ -109,9 +109,12 @@ def _padding_spec(padding: Any, rank: int) -> Union[str, Tuple[Pair, ...]]:
 
 
 def _num_threads(value: Any) -> Optional[int]:
-    if value is not None and _as_int(value, "num_threads") < 1:
+    if value is None:
+        return None
+    threads = _as_int(value, "num_threads")
+    if threads < 1:
         raise ValueError(f"num_threads must be None or >= 1, got {value!r}")
-    return None if value is None else _as_int(value, "num_threads")
+    return threads
 
 
 def _threads_per_task() -> int:
@@ -712,7 +715,7 @@ def _shuffle(x: Any, factor: Any, layout: Any, mode: Any, num_threads: Any, inve
             f"x must be a dask.array.Array with at least 3 dimensions, got {type(x).__name__} "
             f"of shape {getattr(x, 'shape', None)}"
         )
-    rh, rw = r = _per_axis(factor, name, 2, 1)
+    r = _per_axis(factor, name, 2, 1)
     channels_last = isinstance(layout, str) and layout.lower() in ("nhwc", "channels_last")
     channel_axis, spatial = (x.ndim - 1, (x.ndim - 3, x.ndim - 2)) if channels_last else (
         x.ndim - 3, (x.ndim - 2, x.ndim - 1))
