@@ -38,12 +38,18 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
-import dask
-import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
-from dask.system import CPU_COUNT
+
+try:
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.system import CPU_COUNT
+except ImportError as error:
+    raise ImportError(
+        f"subpixel_ext.dask needs the [dask] extra: pip install 'subpixel-ext[dask]' ({error})"
+    ) from error
 
 import subpixel_ext
 
