@@ -46,6 +46,7 @@ class BoundOperator {
     require(!overlaps(out, x) && !overlaps(out, weight_) && (bias_.is_none() || !overlaps(out, bias_.cast<py::array>())),
             "out overlaps an input array");
     require(out.writeable(), "out is read-only");
+    require(out.flags() & py::array::c_style, "out must be C-contiguous and native-endian");
     const spx::Extent pad = to_extent(pad_begin, rank_, 0, "pad_begin");
     for (int64_t v : pad) require(v >= 0, "pad_begin must be >= 0");
     const int nt = spx::resolve_threads(threads);

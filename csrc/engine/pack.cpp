@@ -21,8 +21,9 @@ std::vector<int64_t> pack_signature(const ConvPlan& plan) {
 
 namespace {
 
-// One block's panels: per tile of channels the bias, then rowvec [c][tap][lane] or chanvec
-// [tap][c][lane], zero beyond the block's channels. Filled in the weights' own memory order.
+// One block's panels: per tile of channels the bias, then [tap][c][lane] (both families
+// reduce in that order), zero beyond the block's channels. Filled in the weights' own memory
+// order.
 template <typename T>
 bool pack_block(const ConvPlan& plan, size_t b, const T* weight, const T* bias, PackedWeights<T>* out) {
   const ConvProblem& p = plan.problem;
@@ -44,7 +45,7 @@ bool pack_block(const ConvPlan& plan, size_t b, const T* weight, const T* bias, 
         const int64_t co = tile * tile_ch + lane;
         const T* src = weight + blk.weight_first + co * blk.weight_channel_step + c * p.weight_input_step;
         for (int64_t t = 0; t < ntaps; ++t) {
-          const int64_t at = (pk.chanvec ? t * cg_in + c : c * ntaps + t) * tile_ch + lane;
+          const int64_t at = (t * cg_in + c) * tile_ch + lane;
           T v = co < channels ? src[taps[static_cast<size_t>(t)].weight_offset] : T(0);
           if (p.zero_nonfinite_weights && !std::isfinite(v)) v = T(0), nonfinite = true;
           w[at] = v;

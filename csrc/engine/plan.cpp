@@ -139,8 +139,11 @@ void reduction_offsets(ConvPlan* plan) {
       for (const Tap& t : taps) off.push_back(tap_position(*plan, t));
       continue;
     }
-    for (int64_t c = 0; c < p.in_channels_per_group(); ++c)
-      for (const Tap& t : taps) off.push_back(static_cast<ptrdiff_t>(c * plan->frame.plane) + tap_position(*plan, t));
+    // Taps outer, channels inner: the chanvec family's order, so every family reduces each
+    // output in the same order and the family choice never changes a result's rounding.
+    for (const Tap& t : taps)
+      for (int64_t c = 0; c < p.in_channels_per_group(); ++c)
+        off.push_back(static_cast<ptrdiff_t>(c * plan->frame.plane) + tap_position(*plan, t));
   }
 }
 

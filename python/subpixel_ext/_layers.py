@@ -59,14 +59,29 @@ def run_native(
 class _PreparedCall:
     """What a layer derives once per input shape and dtype: geometry and operator."""
 
-    __slots__ = ("geometry", "dtype", "native")
+    __slots__ = ("geometry", "dtype", "native", "pad_begin")
 
     def __init__(self, geometry: _p.ConvGeometry, dtype: np.dtype, native: Any) -> None:
         self.geometry, self.dtype, self.native = geometry, dtype, native
+        self.pad_begin = list(geometry.pad_begin)  # a list converts fastest at the native boundary
 
     def run(self, x: np.ndarray, out: Optional[np.ndarray], threads: int) -> np.ndarray:
-        xc = x if x.dtype is self.dtype and x.flags.c_contiguous else _p.as_compute(x, self.dtype)
-        return run_native(self.native, self.geometry, xc, self.dtype, out, threads, (x,) if xc is not x else ())
+        geometry, dtype = self.geometry, self.dtype
+        if x.dtype is not dtype or not x.flags.c_contiguous:
+            xc = _p.as_compute(x, dtype)
+            return run_native(self.native, geometry, xc, dtype, out, threads, (x,))
+        if out is None:
+            y = np.empty(geometry.out_shape, dtype)
+        elif type(out) is np.ndarray and out.shape == geometry.out_shape and out.dtype is dtype:
+            y = out  # the native call checks layout, writeability and overlap with x
+        else:
+            y = _p.check_out(out, geometry.out_shape, dtype, [])
+        if y.size:
+            if geometry.batched:
+                self.native(x, y, self.pad_begin, threads)
+            else:
+                self.native(x[None], y[None], self.pad_begin, threads)
+        return y
 
 
 class _ConvLayer:

@@ -16,7 +16,7 @@ spx::OpParams params_of(const ConvCase& c) {
   spx::OpParams p;
   p.kind = c.op == Op::kConv ? spx::OpKind::kConv : c.op == Op::kSubpixel ? spx::OpKind::kSubpixel : spx::OpKind::kConvTranspose;
   p.method = c.method;
-  p.kernel = c.shape.kernel, p.stride = c.shape.stride, p.dilation = c.shape.dilation, p.pad_begin = c.shape.pad_begin;
+  p.kernel = c.shape.kernel, p.stride = c.shape.stride, p.dilation = c.shape.dilation;
   p.factor = c.factor, p.dcr = c.dcr;
   p.groups = c.shape.groups, p.in_channels = c.shape.in_channels, p.out_channels = c.shape.out_channels;
   p.channels_last = c.shape.channels_last;
@@ -26,7 +26,7 @@ spx::OpParams params_of(const ConvCase& c) {
 template <typename T>
 std::vector<T> run_operator(const spx::ConvOperator<T>& op, const ConvCase& c, const std::vector<T>& x, int threads) {
   std::vector<T> y(size_t(output_count(c)), T(1e30));
-  op.run(c.shape.batch, c.shape.in, c.shape.out, x.data(), y.data(), threads);
+  op.run(c.shape, x.data(), y.data(), threads);
   return y;
 }
 
@@ -58,13 +58,13 @@ TEST_CASE(operator_caches_plans_and_packs) {
   const ConvCase c = transposed_k4_s2_p1(16, 16, false), larger = transposed_k4_s2_p1(40, 24, false);
   const std::vector<float> w = grid_values<float>(weight_count(c), 2), b = grid_values<float>(bias_count(c), 3);
   const spx::ConvOperator<float> op(params_of(c), w.data(), b.data(), {Activation::kNone, 0.f});
-  const spx::ConvShape shape = op.shape(c.shape.batch, c.shape.in, c.shape.out);
+  const spx::ConvShape shape = op.shape(c.shape.batch, c.shape.in, c.shape.out, c.shape.pad_begin);
   const auto plan = op.plan(shape, 1);
   CHECK(op.plan(shape, 1) == plan);
   CHECK(op.plan(shape, 2) != plan);  // the thread count is part of the key
   const auto packed = op.packed(*plan);
   CHECK(op.packed(*plan) == packed);
-  const auto larger_plan = op.plan(op.shape(larger.shape.batch, larger.shape.in, larger.shape.out), 1);
+  const auto larger_plan = op.plan(op.shape(larger.shape.batch, larger.shape.in, larger.shape.out, larger.shape.pad_begin), 1);
   CHECK(larger_plan != plan);
   CHECK(op.packed(*larger_plan) == packed);  // same signature: the same packed weights
   const std::vector<float> x = grid_values<float>(input_count(c), 1);

@@ -1,5 +1,5 @@
 // Packing: what the signature captures, and where each weight lands in the panels (the layout
-// of pack.cpp: per tile of channels, rowvec [c][tap][lane] or chanvec [tap][c][lane]).
+// of pack.cpp: per tile of channels, [tap][c][lane] for both families).
 #include <cmath>
 #include <limits>
 
@@ -64,8 +64,8 @@ TEST_CASE(pack_rowvec_panels) {
   const auto packed = spx::pack_weights(plan, w.data(), bias.data(), 1);
   CHECK_EQ(packed->weights.size(), 2u * 48);  // 2 tiles x (3 channels x 4 taps) x 4 lanes
   CHECK_EQ(packed->weights[0], 1.f);          // tile 0, c 0, tap 0, lane 0: w[0, 0, 0, 0]
-  CHECK_EQ(packed->weights[27], 43.f);        // tile 0, c 1, tap (1, 0), lane 3: w[3, 1, 1, 0] = element 42
-  CHECK_EQ(packed->weights[94], 84.f);        // tile 1, c 2, tap (1, 1), lane 2: w[6, 2, 1, 1] = element 83
+  CHECK_EQ(packed->weights[31], 43.f);        // tile 0, tap (1, 0), c 1, lane 3: w[3, 1, 1, 0] = element 42
+  CHECK_EQ(packed->weights[94], 84.f);        // tile 1, tap (1, 1), c 2, lane 2: w[6, 2, 1, 1] = element 83
   CHECK_EQ(packed->weights[48 + 3], 0.f);     // tile 1, lane 3: channel 7 does not exist
   CHECK_EQ(packed->weights[95], 0.f);
   CHECK(packed->bias == (std::vector<float>{10, 11, 12, 13, 14, 15, 16, 0}));
@@ -98,8 +98,8 @@ TEST_CASE(pack_transposed_panels) {
   const std::vector<float> w = numbered(weight_count(c));
   const auto packed = spx::pack_weights(plan, w.data(), static_cast<const float*>(nullptr), 1);
   CHECK(plan.pack.weights_first == (std::vector<int64_t>{0, 16, 32}));  // (2 channels x 2 taps) x 4 lanes
-  CHECK_EQ(packed->weights[14], 24.f);  // block 0, c 1, tap k = 3, lane 2: w[1, 2, 3] = element 23
-  CHECK_EQ(packed->weights[20], 3.f);   // block 1, c 0, tap k = 2, lane 0: w[0, 0, 2] = element 2
+  CHECK_EQ(packed->weights[14], 24.f);  // block 0, tap k = 3, c 1, lane 2: w[1, 2, 3] = element 23
+  CHECK_EQ(packed->weights[24], 3.f);   // block 1, tap k = 2, c 0, lane 0: w[0, 0, 2] = element 2
   CHECK_EQ(packed->weights[16 + 3], 0.f);
 }
 
@@ -108,19 +108,19 @@ TEST_CASE(pack_nonfinite_weights_zeroed_only_for_transposed) {
   const ConvCase transposed = conv_transpose1d_rowvec();
   std::vector<float> w = numbered(weight_count(transposed));
   w[23] = inf;  // packed at 14 (see pack_transposed_panels)
-  w[2] = nan;   // packed at 20
+  w[2] = nan;   // packed at 24
   const auto zeroed = spx::pack_weights(plan_of(transposed), w.data(), static_cast<const float*>(nullptr), 1);
   CHECK_EQ(zeroed->weights[14], 0.f);
-  CHECK_EQ(zeroed->weights[20], 0.f);
+  CHECK_EQ(zeroed->weights[24], 0.f);
   CHECK(zeroed->had_nonfinite);
   w[23] = 24, w[2] = 3;
   CHECK(!spx::pack_weights(plan_of(transposed), w.data(), static_cast<const float*>(nullptr), 1)->had_nonfinite);
 
   const ConvCase conv = conv2d_rowvec();
   std::vector<float> cw = numbered(weight_count(conv));
-  cw[42] = inf;  // packed at 27 (see pack_rowvec_panels)
+  cw[42] = inf;  // packed at 31 (see pack_rowvec_panels)
   const auto kept = spx::pack_weights(plan_of(conv), cw.data(), static_cast<const float*>(nullptr), 1);
-  CHECK_EQ(kept->weights[27], inf);
+  CHECK_EQ(kept->weights[31], inf);
   CHECK(!kept->had_nonfinite);
 }
 

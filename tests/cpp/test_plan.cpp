@@ -120,8 +120,9 @@ TEST_CASE(plan_sizes_1d_rowvec1) {
   CHECK_EQ(p.frame.plane, 12);
   CHECK_EQ(p.frame.rows, 6);            // 2 images x 3 channels x 1 row
   CHECK_EQ(p.frame.elements, 6 * 12 + 32);  // + a rowvec1 tile of slack
-  // Tap offsets 0, 1, 2 sit at column phase (t % 2) * 6 + t / 2, per channel plane of 12.
-  CHECK(p.reduction_offsets == std::vector<P>{{0, 6, 1, 12, 18, 13, 24, 30, 25}});
+  // Tap offsets 0, 1, 2 sit at column phase (t % 2) * 6 + t / 2, per channel plane of 12;
+  // taps outer, channels inner.
+  CHECK(p.reduction_offsets == std::vector<P>{{0, 12, 24, 6, 18, 30, 1, 13, 25}});
   CHECK(p.pack.weights_first == (I{0, 9}));
   CHECK(p.pack.tiles_first == (I{0, 1}));
   CHECK_EQ(p.pack.tile_channels, 1);
