@@ -73,14 +73,15 @@ struct Selection {
   Selection() : table(nullptr), active(nullptr), understood(true) {
     const char* env = std::getenv("SUBPIXEL_EXT_SIMD");
     requested = env ? env : "";
-    for (char& c : requested) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string level = requested;  // compared in lower case, reported as given
+    for (char& c : level) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     int cap = kLevelCount - 1;
-    if (!requested.empty() && requested != "auto") {
+    if (!level.empty() && level != "auto") {
       // Known names beyond what was compiled clamp to the best compiled level.
       static const char* const known[] = {"baseline", "avx2", "avx512"};
       int rank = -1;
       for (int i = 0; i < 3; ++i)
-        if (requested == known[i]) rank = i;
+        if (level == known[i]) rank = i;
       if (rank < 0) {
         understood = false;
       } else {
