@@ -161,25 +161,31 @@ void register_conv(py::module_& m) {
       .value("leaky_relu", spx::Activation::kLeakyRelu)
       .value("tanh", spx::Activation::kTanh)
       .value("sigmoid", spx::Activation::kSigmoid);
-  py::class_<BoundOperator>(m, "Operator", "A convolution operator; call it with (x, out, threads).")
-      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
-           "pad_begin: the zero padding at the start (conv) or the crop of the full output (transposed).");
-  py::class_<Conv, BoundOperator>(m, "Conv", "conv{1,2,3}d.")
+  const char* call_doc =
+      "Computes into out; pad_begin is the zero padding at the start (conv) or the crop of the full output "
+      "(transposed).";
+  py::class_<Conv>(m, "Conv", "conv{1,2,3}d.")
       .def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::Activation, double>(),
            py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"),
-           py::arg("channels_last"), py::arg("activation"), py::arg("negative_slope"));
-  py::class_<ConvTranspose, BoundOperator>(m, "ConvTranspose",
+           py::arg("channels_last"), py::arg("activation"), py::arg("negative_slope"))
+      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
+           call_doc);
+  py::class_<ConvTranspose>(m, "ConvTranspose",
                                            "conv_transpose{1,2,3}d.")
       .def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::TransposedMethod,
                     spx::Activation, double>(),
            py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"), py::arg("channels_last"), py::arg("method"), py::arg("activation"),
-           py::arg("negative_slope"));
-  py::class_<SubpixelConv, BoundOperator>(m, "SubpixelConv", "pixel_shuffle(conv(x)) in one pass.")
+           py::arg("negative_slope"))
+      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
+           call_doc);
+  py::class_<SubpixelConv>(m, "SubpixelConv", "pixel_shuffle(conv(x)) in one pass.")
       .def(py::init<py::array, py::object, const Ints&, bool, const Ints&, const Ints&, int64_t, bool,
                     spx::Activation, double>(),
            py::arg("weight"), py::arg("bias"), py::arg("factor"), py::arg("dcr"), py::arg("stride"),
            py::arg("dilation"), py::arg("groups"), py::arg("channels_last"),
-           py::arg("activation"), py::arg("negative_slope"));
+           py::arg("activation"), py::arg("negative_slope"))
+      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
+           call_doc);
 }
 
 }  // namespace spx_bind

@@ -116,9 +116,9 @@ class Activation:
     @property
     def value(self) -> int:
         ...
-class Operator:
+class Conv:
     """
-    A convolution operator; call it with (x, out, threads).
+    conv{1,2,3}d.
     """
     def __call__(
         self,
@@ -128,12 +128,8 @@ class Operator:
         threads: typing.SupportsInt | typing.SupportsIndex,
     ) -> None:
         """
-        pad_begin: the zero padding at the start (conv) or the crop of the full output (transposed).
+        Computes into out; pad_begin is the zero padding at the start (conv) or the crop of the full output (transposed).
         """
-class Conv(Operator):
-    """
-    conv{1,2,3}d.
-    """
     def __init__(
         self,
         weight: numpy.typing.NDArray[typing.Any],
@@ -146,10 +142,20 @@ class Conv(Operator):
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
-class ConvTranspose(Operator):
+class ConvTranspose:
     """
     conv_transpose{1,2,3}d.
     """
+    def __call__(
+        self,
+        x: numpy.typing.NDArray[typing.Any],
+        out: numpy.typing.NDArray[typing.Any],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        Computes into out; pad_begin is the zero padding at the start (conv) or the crop of the full output (transposed).
+        """
     def __init__(
         self,
         weight: numpy.typing.NDArray[typing.Any],
@@ -163,10 +169,20 @@ class ConvTranspose(Operator):
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
-class SubpixelConv(Operator):
+class SubpixelConv:
     """
     pixel_shuffle(conv(x)) in one pass.
     """
+    def __call__(
+        self,
+        x: numpy.typing.NDArray[typing.Any],
+        out: numpy.typing.NDArray[typing.Any],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> None:
+        """
+        Computes into out; pad_begin is the zero padding at the start (conv) or the crop of the full output (transposed).
+        """
     def __init__(
         self,
         weight: numpy.typing.NDArray[typing.Any],
