@@ -18,7 +18,9 @@ MODULES = ["subpixel_ext"] + sorted(
     if info.name != "subpixel_ext.__main__"
 )
 # Modules whose docstrings have examples: a doctest run that finds none there is a failure.
-WITH_EXAMPLES = {"subpixel_ext._api", "subpixel_ext._weights"}
+WITH_EXAMPLES = {"subpixel_ext._api", "subpixel_ext._layers", "subpixel_ext._weights", "subpixel_ext.conventions"}
+# Modules of an optional extra: skipped (with the reason) where the extra is not installed.
+EXTRAS = {"subpixel_ext.dask": "dask"}
 
 
 def test_modules_with_examples_exist() -> None:
@@ -27,6 +29,8 @@ def test_modules_with_examples_exist() -> None:
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    if name in EXTRAS:
+        pytest.importorskip(EXTRAS[name], reason=f"{name} needs the [{EXTRAS[name]}] extra")
     module = importlib.import_module(name)
     failed, attempted = doctest.testmod(module)
     assert failed == 0, capsys.readouterr().out  # doctest's report of each failing example
