@@ -375,3 +375,21 @@ def test_local_cluster_of_two_worker_processes(tmp_path: Any) -> None:
         # the nanny's OMP_NUM_THREADS=1 is the budget of a one-thread worker
         assert set(client.run(sxd._threads_per_task).values()) == {1}
     assert_close(stored, expected, np.float32)
+
+
+def test_readme_example_runs_on_a_small_store(tmp_path: Any, monkeypatch: Any) -> None:
+    """The README's "Arrays larger than memory" example, on a small slide.zarr made here."""
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    section = readme.read_text().split("## Arrays larger than memory", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(tmp_path)
+    image = np.random.default_rng(5).random((1, 1, 96, 80), dtype=np.float32)
+    da.from_array(image, chunks=(1, 1, 32, 40)).to_zarr("slide.zarr")
+    exec(compile(block, f"{readme} (Arrays larger than memory)", "exec"), {})
+    result = da.from_zarr("slide_x2.zarr").compute()
+    taps = np.array([0.25, 0.75, 0.75, 0.25], np.float32)
+    expected = spx.conv_transpose2d(image, np.outer(taps, taps)[None, None], stride=2, padding=1)
+    np.testing.assert_array_equal(result, expected)
