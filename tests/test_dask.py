@@ -393,3 +393,20 @@ def test_readme_example_runs_on_a_small_store(tmp_path: Any, monkeypatch: Any) -
     taps = np.array([0.25, 0.75, 0.75, 0.25], np.float32)
     expected = spx.conv_transpose2d(image, np.outer(taps, taps)[None, None], stride=2, padding=1)
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("factor, layout, shape, chunks", [
+    ((3,), None, (2, 6, 10), (1, 6, 4)),
+    ((2,), "NLC", (1, 9, 4), (1, 4, 4)),
+    ((2, 1, 2), "NCDHW", (1, 8, 3, 4, 5), (1, 8, 2, 3, 2)),
+    ((1, 2, 2), "channels_last", (2, 3, 4, 5, 8), (1, 2, 3, 2, 8)),
+])
+def test_nd_rearrangements_match_in_memory(factor: Any, layout: Any, shape: Any, chunks: Any) -> None:
+    x = np.random.default_rng(7).random(shape)
+    lazy = da.from_array(x, chunks=chunks)
+    y = sxd.pixel_shuffle(lazy, factor, layout=layout).compute()
+    np.testing.assert_array_equal(y, spx.pixel_shuffle(x, factor, layout=layout))
+    back = sxd.pixel_unshuffle(da.from_array(y, chunks=y.shape), factor, layout=layout).compute()
+    np.testing.assert_array_equal(back, x)
+    z = sxd.zero_insert(lazy, factor).compute()
+    np.testing.assert_array_equal(z, spx.zero_insert(x, factor))

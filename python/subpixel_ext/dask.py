@@ -34,7 +34,6 @@ import bisect
 import functools
 import itertools
 import math
-import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
@@ -52,6 +51,7 @@ except ImportError as error:
     ) from error
 
 import subpixel_ext
+from subpixel_ext import _params as _p
 
 __all__ = [
     "conv1d",
@@ -77,50 +77,9 @@ _LAYOUTS = {1: ("NCL", "NLC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 # ----------------------------------------------------------------------------- arguments
 
 
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-
-
-def _per_axis(value: Any, name: str, rank: int, minimum: int) -> Tuple[int, ...]:
-    """An int or one int per spatial axis, each >= minimum."""
-    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
-        items = [_as_int(v, name) for v in value]
-        if len(items) != rank:
-            raise ValueError(f"{name} must be an int or {rank} ints, got {value!r}")
-    else:
-        items = [_as_int(value, name)] * rank
-    if min(items) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return tuple(items)
-
-
-def _padding_spec(padding: Any, rank: int) -> Union[str, Tuple[Pair, ...]]:
-    """"same" / "valid", or one (begin, end) pair per spatial axis."""
-    if isinstance(padding, str):
-        word = padding.lower()
-        if word not in ("same", "valid"):
-            raise ValueError(f"padding must be an int, a sequence, 'same' or 'valid', got {padding!r}")
-        return word
-    if isinstance(padding, (Sequence, np.ndarray)) and len(padding) == rank and all(
-        isinstance(p, (Sequence, np.ndarray)) for p in padding
-    ):
-        pairs = tuple(_per_axis(p, "padding", 2, 0) for p in padding)
-        return tuple((p[0], p[1]) for p in pairs)
-    return tuple((p, p) for p in _per_axis(padding, "padding", rank, 0))
-
-
 def _num_threads(value: Any) -> Optional[int]:
-    if value is None:
-        return None
-    threads = _as_int(value, "num_threads")
-    if threads < 1:
-        raise ValueError(f"num_threads must be None or >= 1, got {value!r}")
-    return threads
+    """None (each task takes its share, see the module docstring) or the parser's count."""
+    return None if value is None else _p.num_threads(value)
 
 
 def _threads_per_task() -> int:
@@ -532,10 +491,10 @@ def _conv_transpose(
 ) -> da.Array:
     x, channel_axis, channels_last = _input_array(x, rank, layout)
     w, b = _weights(weight, bias, rank)
-    strides = _per_axis(stride, "stride", rank, 1)
-    dilations = _per_axis(dilation, "dilation", rank, 1)
-    extra = _per_axis(output_padding, "output_padding", rank, 0)
-    spec = _padding_spec(padding, rank)
+    strides = _p.per_axis(stride, "stride", rank, 1)
+    dilations = _p.per_axis(dilation, "dilation", rank, 1)
+    extra = _p.per_axis(output_padding, "output_padding", rank, 0)
+    spec = _p.padding_spec(padding, rank)
     if output_size is not None:
         if any(extra):
             raise ValueError(
@@ -543,7 +502,7 @@ def _conv_transpose(
             )
         if spec == "same":
             raise ValueError("output_size cannot be combined with padding='same'")
-    targets = [None] * rank if output_size is None else _per_axis(output_size, "output_size", rank, 1)
+    targets = [None] * rank if output_size is None else _p.output_size_spec(output_size, rank)
     spatial_axes = _spatial_axes(x, rank, channels_last)
     geometry = [
         _transposed_axis(
@@ -567,11 +526,11 @@ def _conv(
     """conv{rank}d, or subpixel_conv{rank}d when upscale_factor is given."""
     x, channel_axis, channels_last = _input_array(x, rank, layout)
     w, b = _weights(weight, bias, rank)
-    strides = _per_axis(stride, "stride", rank, 1)
-    dilations = _per_axis(dilation, "dilation", rank, 1)
-    spec = _padding_spec(padding, rank)
+    strides = _p.per_axis(stride, "stride", rank, 1)
+    dilations = _p.per_axis(dilation, "dilation", rank, 1)
+    spec = _p.padding_spec(padding, rank)
     subpixel = upscale_factor is not None
-    factors = _per_axis(upscale_factor if subpixel else 1, "upscale_factor", rank, 1)
+    factors = _p.per_axis(upscale_factor if subpixel else 1, "upscale_factor", rank, 1)
     spatial_axes = _spatial_axes(x, rank, channels_last)
     geometry = [
         _conv_axis(
@@ -714,15 +673,17 @@ def _rearrange_block(block: np.ndarray, function: str, factor: Any, num_threads:
 def _shuffle(x: Any, factor: Any, layout: Any, mode: Any, num_threads: Any, inverse: bool) -> da.Array:
     name = "downscale_factor" if inverse else "upscale_factor"
     function = "pixel_unshuffle" if inverse else "pixel_shuffle"
-    if not isinstance(x, da.Array) or x.ndim < 3:
+    r = _p.trailing_factor(factor, name)
+    rank = len(r)
+    if not isinstance(x, da.Array) or x.ndim < rank + 1:
         raise TypeError(
-            f"x must be a dask.array.Array with at least 3 dimensions, got {type(x).__name__} "
+            f"x must be a dask.array.Array with at least {rank + 1} dimensions, got {type(x).__name__} "
             f"of shape {getattr(x, 'shape', None)}"
         )
-    r = _per_axis(factor, name, 2, 1)
-    channels_last = isinstance(layout, str) and layout.lower() in ("nhwc", "channels_last")
-    channel_axis, spatial = (x.ndim - 1, (x.ndim - 3, x.ndim - 2)) if channels_last else (
-        x.ndim - 3, (x.ndim - 2, x.ndim - 1))
+    channels_last = _p.parse_layout(layout, rank)
+    channel_axis = x.ndim - 1 if channels_last else x.ndim - 1 - rank
+    first_spatial = x.ndim - 1 - rank if channels_last else x.ndim - rank
+    spatial = tuple(range(first_spatial, first_spatial + rank))
     _require_single_chunk(x, channel_axis, "channel")
     if inverse:
         for axis, f in zip(spatial, r):
@@ -754,7 +715,7 @@ def _multiples_of(chunks: Chunks, factor: int) -> Chunks:
 
 
 def pixel_shuffle(
-    x: Any, upscale_factor: Any, *, layout: str = "NCHW", mode: str = "CRD",
+    x: Any, upscale_factor: Any, *, layout: Optional[str] = None, mode: str = "CRD",
     num_threads: Optional[int] = None,
 ) -> da.Array:
     """Lazy ``subpixel_ext.pixel_shuffle``: chunk by chunk, spatial chunks ``upscale_factor x``.
@@ -765,7 +726,7 @@ def pixel_shuffle(
 
 
 def pixel_unshuffle(
-    x: Any, downscale_factor: Any, *, layout: str = "NCHW", mode: str = "CRD",
+    x: Any, downscale_factor: Any, *, layout: Optional[str] = None, mode: str = "CRD",
     num_threads: Optional[int] = None,
 ) -> da.Array:
     """Lazy ``subpixel_ext.pixel_unshuffle``. Spatial chunks that are not multiples of
@@ -774,15 +735,17 @@ def pixel_unshuffle(
 
 
 def zero_insert(x: Any, stride: Any, *, num_threads: Optional[int] = None) -> da.Array:
-    """Lazy ``subpixel_ext.zero_insert``: any chunking; the last two axes' chunks ``stride x``."""
-    if not isinstance(x, da.Array) or x.ndim < 2:
+    """Lazy ``subpixel_ext.zero_insert``: any chunking; the spread axes' chunks ``stride x``
+    (an int stride spreads the last two axes, a tuple of k ints the last k)."""
+    s = _p.trailing_factor(stride, "stride")
+    if not isinstance(x, da.Array) or x.ndim < len(s):
         raise TypeError(
-            f"x must be a dask.array.Array with at least 2 dimensions, got {type(x).__name__} "
+            f"x must be a dask.array.Array with at least {len(s)} dimensions, got {type(x).__name__} "
             f"of shape {getattr(x, 'shape', None)}"
         )
-    s = _per_axis(stride, "stride", 2, 1)
-    sample = subpixel_ext.zero_insert(np.zeros((1, 1), x.dtype), s)
-    chunks = x.chunks[:-2] + tuple(tuple(c * f for c in x.chunks[a]) for a, f in zip((-2, -1), s))
+    sample = subpixel_ext.zero_insert(np.zeros((1,) * len(s), x.dtype), s)
+    axes = range(x.ndim - len(s), x.ndim)
+    chunks = x.chunks[: x.ndim - len(s)] + tuple(tuple(c * f for c in x.chunks[a]) for a, f in zip(axes, s))
     return x.map_blocks(
         _rearrange_block, function="zero_insert", factor=s, num_threads=_num_threads(num_threads),
         chunks=chunks, dtype=sample.dtype, meta=np.empty((0,) * x.ndim, sample.dtype),
