@@ -306,6 +306,13 @@ def test_shipped_kernel_pickles() -> None:
     slab, padding, extra = rng.standard_normal((1, 3, 5, 4)), ((1, 2), (0, 1)), (1, 0)
     assert np.array_equal(clone(slab, padding, extra), kernel(slab, padding, extra))
     assert dask.base.tokenize(clone) == dask.base.tokenize(kernel)
+    # The chunks run through prepacked layers, one per distinct padding, kept across chunks
+    # and never pickled with the kernel.
+    layer = clone.bound(padding, extra)
+    assert isinstance(layer, spx.ConvTranspose2d) and clone.bound(padding, extra) is layer
+    assert clone.bound(((0, 0), (0, 0)), extra) is not layer
+    assert len(pickle.dumps(clone)) < len(pickle.dumps(kernel)) + 200
+    assert pickle.loads(pickle.dumps(clone))._layers == {}
 
 
 # ----------------------------------------------------------------------------- errors and threads

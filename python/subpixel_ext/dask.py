@@ -31,7 +31,6 @@ Threads
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -276,9 +275,16 @@ Axis = Union[_TransposedAxis, _ConvAxis]
 # ----------------------------------------------------------------------------- shipped object
 
 
+# The layer class of each in-memory function's family ("conv_transpose2d" -> ConvTranspose2d).
+_LAYER_FAMILIES = {"conv_transpose": "ConvTranspose", "conv": "Conv", "subpixel_conv": "SubPixelConv"}
+
+
 class ChunkKernel:
-    """What every task of one operation shares: the in-memory function's name, the weight, the
-    bias and the keyword arguments. Small and picklable; one graph key holds it."""
+    """What every task of one operation shares: the weight, the bias and the keyword arguments,
+    under one graph key (so the weights travel to each worker once). On the worker it builds the
+    prepacked layer objects the chunks run through, one per distinct chunk padding (interior
+    chunks share one; only the array's edges differ) and keeps them, so each worker validates
+    and packs the weights once per padding, not once per chunk."""
 
     def __init__(
         self,
@@ -293,6 +299,12 @@ class ChunkKernel:
         self.bias = bias
         self.arguments = arguments
         self.num_threads = num_threads
+        self._layers: dict[Tuple[Any, ...], Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_layers"] = {}  # rebuilt where the tasks run
+        return state
 
     def __dask_tokenize__(self) -> str:
         parts = (self.function, self.weight, self.bias, sorted(self.arguments.items()), self.num_threads)
@@ -306,17 +318,19 @@ class ChunkKernel:
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
         threads = num_threads or self.num_threads or _threads_per_task()
-        return self.bound(padding, output_padding)(x, num_threads=threads)
+        return self.bound(padding, output_padding)(x, num_threads=threads)  # type: ignore[no-any-return]
 
-    def bound(
-        self, padding: Tuple[Pair, ...], output_padding: Optional[Tuple[int, ...]]
-    ) -> Callable[..., np.ndarray]:
-        """The in-memory operation with one chunk's padding (where the prepacked layers slot in)."""
-        function = getattr(subpixel_ext, self.function)
-        extra = {} if output_padding is None else {"output_padding": output_padding}
-        return functools.partial(
-            function, weight=self.weight, bias=self.bias, padding=padding, **extra, **self.arguments
-        )
+    def bound(self, padding: Tuple[Pair, ...], output_padding: Optional[Tuple[int, ...]]) -> Any:
+        """The prepacked layer with one chunk's padding (built on first use, then reused)."""
+        key = (padding, output_padding)
+        layer = self._layers.get(key)
+        if layer is None:  # two threads may both build it: the same layer, one is kept
+            family, rank = self.function[:-2], self.function[-2:]
+            layer_class = getattr(subpixel_ext, _LAYER_FAMILIES[family] + rank)
+            extra = {} if output_padding is None else {"output_padding": output_padding}
+            layer = layer_class(self.weight, bias=self.bias, padding=padding, **extra, **self.arguments)
+            self._layers[key] = layer
+        return layer
 
 
 @dataclass(frozen=True)
