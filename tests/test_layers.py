@@ -5,6 +5,7 @@ the parameter."""
 from __future__ import annotations
 
 import pickle
+import re
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -137,3 +138,75 @@ def test_weight_is_a_read_only_private_copy(rank: int, kind: str) -> None:
 def test_construction_errors_name_the_parameter(build: Any, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         build()
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def _variants(x: np.ndarray):
+    """Inputs of x's shape the layer's bound fast path must not take as they are: another
+    dtype, another memory order, a subclass, a list, a read-only view."""
+    yield "float64", x.astype(np.float64)
+    yield "int", np.round(x * 4).astype(np.int32)
+    yield "strided", np.asfortranarray(x)
+    yield "subclass", x.view(_Subclass)
+    yield "list", x.tolist()
+    ro = x.copy()
+    ro.flags.writeable = False
+    yield "read-only", ro
+
+
+@pytest.mark.parametrize("kind", ["conv_transpose", "conv", "subpixel"])
+@pytest.mark.parametrize("rank", (1, 2))
+def test_repeated_shape_with_other_arrays_equals_functional(rank: int, kind: str) -> None:
+    layer, functional, _, _ = _layer_and_call(kind, rank)
+    x = next(iter(_inputs(rank, False, np.float32)))
+    first = layer(x)  # binds the call for this shape
+    np.testing.assert_array_equal(first, functional(x))
+    for name, xv in _variants(x):
+        got, want = layer(xv), functional(xv)
+        assert got.dtype == want.dtype, name
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def _outs(y: np.ndarray, x: np.ndarray):
+    """out= arrays for a result like y: (name, out, whether it is accepted)."""
+    yield "exact", np.empty_like(y), True
+    yield "float64", np.empty(y.shape, np.float64), False
+    yield "shape", np.empty(y.shape[:-1] + (y.shape[-1] + 1,), y.dtype), False
+    yield "strided", np.empty(y.shape[::-1], y.dtype).T, False
+    ro = np.empty_like(y)
+    ro.flags.writeable = False
+    yield "read-only", ro, False
+    yield "subclass", np.empty_like(y).view(_Subclass), True
+    yield "overlaps x", x.reshape(-1)[: y.size].reshape(y.shape) if x.size >= y.size else None, False
+
+
+@pytest.mark.parametrize("kind", ["conv_transpose", "conv", "subpixel"])
+def test_repeated_shape_out_is_checked_as_functional(kind: str) -> None:
+    layer, functional, _, _ = _layer_and_call(kind, 2)
+    x = random_array(np.random.default_rng(5), (2, 4, 9, 9), np.float32)
+    y = layer(x)
+    for name, out, accepted in _outs(y, x):
+        if out is None:
+            continue
+        if accepted:
+            got = layer(x, out=out)
+            assert got is out, name
+            np.testing.assert_array_equal(out, functional(x), err_msg=name)
+        else:
+            with pytest.raises((ValueError, TypeError)) as want:
+                functional(x, out=out)
+            with pytest.raises(want.type, match=re.escape(str(want.value))):
+                layer(x, out=out)
+
+
+def test_unbatched_and_batched_shapes_bind_separately() -> None:
+    layer, functional, _, _ = _layer_and_call("conv_transpose", 2)
+    x = random_array(np.random.default_rng(6), (4, 5, 6), np.float32)
+    for xv in (x, x[None], x, np.zeros((0,) + x.shape, np.float32), x[None]):
+        for _ in range(2):
+            got = layer(xv)
+            assert got.shape == functional(xv).shape
+            np.testing.assert_array_equal(got, functional(xv))

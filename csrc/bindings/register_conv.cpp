@@ -1,6 +1,7 @@
 // The convolution operators: one bound class per operation over the shared ConvOperator.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <type_traits>
 #include <string>
@@ -34,8 +35,46 @@ class BoundOperator {
   }
 
   void call(const py::array& x, py::array out, const Ints& pad_begin, int threads) const {
-    const spx::OpParams& p = f32_ ? f32_->params() : f64_->params();
-    const ArrayDims xd = array_dims(x, rank_, p.channels_last, "x"), yd = array_dims(out, rank_, p.channels_last, "out");
+    const spx::ConvShape shape = checked_shape(array_dims(x, rank_, channels_last(), "x"),
+                                               array_dims(out, rank_, channels_last(), "out"), pad_begin);
+    require(!overlaps(out, x) && !overlaps_inputs(out), "out overlaps an input array");
+    require(out.writeable(), "out is read-only");
+    require(out.flags() & py::array::c_style, "out must be C-contiguous and native-endian");
+    if (!run_typed(shape, x, out, threads)) throw py::type_error("x and out must be C-contiguous arrays of the weight's dtype");
+  }
+
+  // The engine shape of a call with arrays of these shapes (batched or not), validated.
+  spx::ConvShape bind(const std::vector<py::ssize_t>& x_shape, const std::vector<py::ssize_t>& out_shape,
+                      const Ints& pad_begin) const {
+    return checked_shape(shape_dims(x_shape, "x"), shape_dims(out_shape, "out"), pad_begin);
+  }
+
+  bool channels_last() const { return params().channels_last; }
+  bool overlaps_inputs(const py::array& out) const {
+    return overlaps(out, weight_) || (!bias_.is_none() && overlaps(out, bias_.cast<py::array>()));
+  }
+  // A new result array of the operator's dtype.
+  py::array new_array(const std::vector<py::ssize_t>& shape) const {
+    if (f32_) return py::array_t<float>(shape);
+    return py::array_t<double>(shape);
+  }
+  // Runs when x and out have the operator's dtype (and C order); false otherwise.
+  bool run_typed(const spx::ConvShape& shape, const py::array& x, py::array& out, int threads) const {
+    const int nt = spx::resolve_threads(threads);
+    if (f32_ && has_type<float>(x) && has_type<float>(out)) return run(*f32_, shape, x, out, nt), true;
+    if (f64_ && has_type<double>(x) && has_type<double>(out)) return run(*f64_, shape, x, out, nt), true;
+    return false;
+  }
+
+ private:
+  const spx::OpParams& params() const { return f32_ ? f32_->params() : f64_->params(); }
+  ArrayDims shape_dims(std::vector<py::ssize_t> shape, const char* name) const {
+    if (shape.size() == rank_ + 1) shape.insert(shape.begin(), 1);  // unbatched: one batch of C-order data
+    require_named(shape.size() == rank_ + 2, name, "must have rank + 2 dimensions");
+    return dims_of_shape(shape.data(), rank_, channels_last());
+  }
+  spx::ConvShape checked_shape(const ArrayDims& xd, const ArrayDims& yd, const Ints& pad_begin) const {
+    const spx::OpParams& p = params();
     require(xd.channels == p.in_channels, "x does not have the weight's input channels");
     require(yd.channels == p.out_channels, "out does not have the operation's output channels");
     require(xd.batch == yd.batch, "x and out must have the same batch size");
@@ -43,19 +82,11 @@ class BoundOperator {
       require(xd.spatial[a] >= 1 && yd.spatial[a] >= 1, "spatial sizes must be >= 1");
       require(yd.spatial[a] % p.factor[a] == 0, "out spatial size must be a multiple of the factor");
     }
-    require(!overlaps(out, x) && !overlaps(out, weight_) && (bias_.is_none() || !overlaps(out, bias_.cast<py::array>())),
-            "out overlaps an input array");
-    require(out.writeable(), "out is read-only");
-    require(out.flags() & py::array::c_style, "out must be C-contiguous and native-endian");
     const spx::Extent pad = to_extent(pad_begin, rank_, 0, "pad_begin");
     for (int64_t v : pad) require(v >= 0, "pad_begin must be >= 0");
-    const int nt = spx::resolve_threads(threads);
-    if (f32_ && has_type<float>(x) && has_type<float>(out)) return run(*f32_, f32_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
-    if (f64_ && has_type<double>(x) && has_type<double>(out)) return run(*f64_, f64_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
-    throw py::type_error("x and out must be C-contiguous arrays of the weight's dtype");
+    return f32_ ? f32_->shape(xd.batch, xd.spatial, yd.spatial, pad) : f64_->shape(xd.batch, xd.spatial, yd.spatial, pad);
   }
 
- private:
   template <typename T>
   bool make(const spx::OpParams& params, bool has_bias, spx::Activation activation, double slope) {
     if (!has_type<T>(weight_) || (has_bias && !has_type<T>(bias_.cast<py::array>()))) return false;
@@ -74,6 +105,8 @@ class BoundOperator {
                   int threads) {
     const T* xp = static_cast<const T*>(x.data());
     T* yp = static_cast<T*>(out.mutable_data());
+    if (shape.batch == 0 || shape.out_channels == 0) return;  // nothing to compute
+    if (op.runs_as_scatter(shape)) return op.run(shape, xp, yp, threads);  // too short to share the GIL
     py::gil_scoped_release nogil;
     op.run(shape, xp, yp, threads);
   }
@@ -84,6 +117,62 @@ class BoundOperator {
   std::unique_ptr<spx::ConvOperator<float>> f32_;
   std::unique_ptr<spx::ConvOperator<double>> f64_;
 };
+
+bool is_exact_ndarray(const py::handle& h) {
+  return Py_TYPE(h.ptr()) == reinterpret_cast<PyTypeObject*>(py::detail::npy_api::get().PyArray_Type_);
+}
+
+bool has_shape(const py::array& a, const std::vector<py::ssize_t>& shape) {
+  return a.ndim() == static_cast<py::ssize_t>(shape.size()) && std::equal(shape.begin(), shape.end(), a.shape());
+}
+
+// A layer's call for one input shape, validated once. A repeated call only checks that it is
+// given arrays of exactly that shape and the operator's dtype; for anything else it declines
+// (returns None) and the caller takes the general path, which converts or explains.
+class BoundCall {
+ public:
+  BoundCall(py::object owner, const BoundOperator& op, std::vector<py::ssize_t> x_shape,
+            std::vector<py::ssize_t> out_shape, const Ints& pad_begin)
+      : owner_(std::move(owner)), op_(op), shape_(op.bind(x_shape, out_shape, pad_begin)),
+        x_shape_(std::move(x_shape)), out_shape_(std::move(out_shape)) {}
+
+  py::object call(const py::handle& x, const py::handle& out, int threads) const {
+    if (!is_exact_ndarray(x) || !has_shape(py::reinterpret_borrow<py::array>(x), x_shape_)) return py::none();
+    py::array y;
+    if (out.is_none()) {
+      y = op_.new_array(out_shape_);
+    } else {
+      if (!is_exact_ndarray(out)) return py::none();
+      y = py::reinterpret_borrow<py::array>(out);
+      if (!has_shape(y, out_shape_) || !y.writeable()) return py::none();
+      require(!overlaps(y, py::reinterpret_borrow<py::array>(x)) && !op_.overlaps_inputs(y), "out overlaps an input array");
+    }
+    if (!op_.run_typed(shape_, py::reinterpret_borrow<py::array>(x), y, threads)) return py::none();
+    return std::move(y);
+  }
+
+ private:
+  py::object owner_;  // keeps op_ (and the weights it reads) alive
+  const BoundOperator& op_;
+  spx::ConvShape shape_;
+  std::vector<py::ssize_t> x_shape_, out_shape_;
+};
+
+template <class Op>
+void def_call_methods(py::class_<Op>& cls, const char* call_doc) {
+  cls.def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
+          call_doc)
+      .def(
+          "bind",
+          [](py::object self, std::vector<py::ssize_t> x_shape, std::vector<py::ssize_t> out_shape,
+             const Ints& pad_begin) {
+            const Op& op = self.cast<const Op&>();
+            return BoundCall(std::move(self), op, std::move(x_shape), std::move(out_shape), pad_begin);
+          },
+          py::arg("x_shape"), py::arg("out_shape"), py::arg("pad_begin"),
+          "The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) "
+          "computes, or returns None for arrays it does not take as they are.");
+}
 
 spx::OpParams geometry(spx::OpKind kind, size_t rank, const Ints& stride, const Ints& dilation, int64_t groups,
                        bool channels_last) {
@@ -164,28 +253,26 @@ void register_conv(py::module_& m) {
   const char* call_doc =
       "Computes into out; pad_begin is the zero padding at the start (conv) or the crop of the full output "
       "(transposed).";
-  py::class_<Conv>(m, "Conv", "conv{1,2,3}d.")
-      .def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::Activation, double>(),
+  py::class_<BoundCall>(m, "BoundCall", "A layer's call for one input shape (see bind).")
+      .def("__call__", &BoundCall::call, py::arg("x"), py::arg("out"), py::arg("threads"));
+  py::class_<Conv> conv(m, "Conv", "conv{1,2,3}d.");
+  conv.def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::Activation, double>(),
            py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"),
-           py::arg("channels_last"), py::arg("activation"), py::arg("negative_slope"))
-      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
-           call_doc);
-  py::class_<ConvTranspose>(m, "ConvTranspose",
-                                           "conv_transpose{1,2,3}d.")
-      .def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::TransposedMethod,
-                    spx::Activation, double>(),
-           py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"), py::arg("channels_last"), py::arg("method"), py::arg("activation"),
-           py::arg("negative_slope"))
-      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
-           call_doc);
-  py::class_<SubpixelConv>(m, "SubpixelConv", "pixel_shuffle(conv(x)) in one pass.")
-      .def(py::init<py::array, py::object, const Ints&, bool, const Ints&, const Ints&, int64_t, bool,
-                    spx::Activation, double>(),
-           py::arg("weight"), py::arg("bias"), py::arg("factor"), py::arg("dcr"), py::arg("stride"),
-           py::arg("dilation"), py::arg("groups"), py::arg("channels_last"),
-           py::arg("activation"), py::arg("negative_slope"))
-      .def("__call__", &BoundOperator::call, py::arg("x"), py::arg("out"), py::arg("pad_begin"), py::arg("threads"),
-           call_doc);
+           py::arg("channels_last"), py::arg("activation"), py::arg("negative_slope"));
+  def_call_methods(conv, call_doc);
+  py::class_<ConvTranspose> conv_transpose(m, "ConvTranspose", "conv_transpose{1,2,3}d.");
+  conv_transpose.def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::TransposedMethod,
+                              spx::Activation, double>(),
+                     py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"),
+                     py::arg("channels_last"), py::arg("method"), py::arg("activation"), py::arg("negative_slope"));
+  def_call_methods(conv_transpose, call_doc);
+  py::class_<SubpixelConv> subpixel(m, "SubpixelConv", "pixel_shuffle(conv(x)) in one pass.");
+  subpixel.def(py::init<py::array, py::object, const Ints&, bool, const Ints&, const Ints&, int64_t, bool,
+                        spx::Activation, double>(),
+               py::arg("weight"), py::arg("bias"), py::arg("factor"), py::arg("dcr"), py::arg("stride"),
+               py::arg("dilation"), py::arg("groups"), py::arg("channels_last"), py::arg("activation"),
+               py::arg("negative_slope"));
+  def_call_methods(subpixel, call_doc);
 }
 
 }  // namespace spx_bind

@@ -116,6 +116,17 @@ class Activation:
     @property
     def value(self) -> int:
         ...
+class BoundCall:
+    """
+    A layer's call for one input shape (see bind).
+    """
+    def __call__(
+        self,
+        x: typing.Any,
+        out: typing.Any,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> typing.Any:
+        ...
 class Conv:
     """
     conv{1,2,3}d.
@@ -142,6 +153,15 @@ class Conv:
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
+    def bind(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> BoundCall:
+        """
+        The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
 class ConvTranspose:
     """
     conv_transpose{1,2,3}d.
@@ -169,6 +189,15 @@ class ConvTranspose:
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
+    def bind(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> BoundCall:
+        """
+        The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
 class SubpixelConv:
     """
     pixel_shuffle(conv(x)) in one pass.
@@ -197,6 +226,15 @@ class SubpixelConv:
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
+    def bind(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> BoundCall:
+        """
+        The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
 def config() -> dict[typing.Any, typing.Any]:
     ...
 def fma_peak_gflops(
