@@ -17,11 +17,24 @@ namespace {
 
 using Ints = std::vector<int64_t>;
 
+// Runs op on arrays already checked; the GIL is released unless the call is tiny.
+template <typename T>
+void run_op(const spx::ConvOperator<T>& op, const spx::ConvShape& shape, const py::array& x, py::array& out,
+            int threads) {
+  const T* xp = static_cast<const T*>(x.data());
+  T* yp = static_cast<T*>(out.mutable_data());
+  if (shape.batch == 0 || shape.out_channels == 0) return;  // nothing to compute
+  if (op.runs_as_scatter(shape)) return op.run(shape, xp, yp, threads);  // too short to share the GIL
+  py::gil_scoped_release nogil;
+  op.run(shape, xp, yp, threads);
+}
+
 // Holds the weight and bias arrays (the operator reads them in place) and the operator.
 class BoundOperator {
  public:
   BoundOperator(spx::OpParams params, py::array weight, py::object bias, spx::Activation activation, double slope)
-      : weight_(std::move(weight)), bias_(std::move(bias)), rank_(static_cast<size_t>(weight_.ndim() - 2)) {
+      : weight_(std::move(weight)), bias_(std::move(bias)), rank_(static_cast<size_t>(weight_.ndim() - 2)),
+        activation_(activation), slope_(slope) {
     params.kernel = {1, 1, 1};
     for (size_t a = 0; a < rank_; ++a) params.kernel[spx::kMaxRank - rank_ + a] = weight_.shape(static_cast<py::ssize_t>(a + 2));
     for (int64_t k : params.kernel) require(k >= 1, "weight must have a kernel of size >= 1");
@@ -50,6 +63,16 @@ class BoundOperator {
   }
 
   bool channels_last() const { return params().channels_last; }
+  bool is_f32() const { return f32_ != nullptr; }
+  const spx::OpParams& params() const { return f32_ ? f32_->params() : f64_->params(); }
+  spx::Activation activation() const { return activation_; }
+  double negative_slope() const { return slope_; }
+  std::vector<py::ssize_t> weight_shape() const { return {weight_.shape(), weight_.shape() + weight_.ndim()}; }
+  std::vector<py::ssize_t> bias_shape() const {
+    if (bias_.is_none()) return {};
+    const auto b = bias_.cast<py::array>();
+    return {b.shape(), b.shape() + b.ndim()};
+  }
   bool overlaps_inputs(const py::array& out) const {
     return overlaps(out, weight_) || (!bias_.is_none() && overlaps(out, bias_.cast<py::array>()));
   }
@@ -61,13 +84,12 @@ class BoundOperator {
   // Runs when x and out have the operator's dtype (and C order); false otherwise.
   bool run_typed(const spx::ConvShape& shape, const py::array& x, py::array& out, int threads) const {
     const int nt = spx::resolve_threads(threads);
-    if (f32_ && has_type<float>(x) && has_type<float>(out)) return run(*f32_, shape, x, out, nt), true;
-    if (f64_ && has_type<double>(x) && has_type<double>(out)) return run(*f64_, shape, x, out, nt), true;
+    if (f32_ && has_type<float>(x) && has_type<float>(out)) return run_op(*f32_, shape, x, out, nt), true;
+    if (f64_ && has_type<double>(x) && has_type<double>(out)) return run_op(*f64_, shape, x, out, nt), true;
     return false;
   }
 
  private:
-  const spx::OpParams& params() const { return f32_ ? f32_->params() : f64_->params(); }
   ArrayDims shape_dims(std::vector<py::ssize_t> shape, const char* name) const {
     if (shape.size() == rank_ + 1) shape.insert(shape.begin(), 1);  // unbatched: one batch of C-order data
     require_named(shape.size() == rank_ + 2, name, "must have rank + 2 dimensions");
@@ -100,20 +122,11 @@ class BoundOperator {
     return true;
   }
 
-  template <typename T>
-  static void run(const spx::ConvOperator<T>& op, const spx::ConvShape& shape, const py::array& x, py::array& out,
-                  int threads) {
-    const T* xp = static_cast<const T*>(x.data());
-    T* yp = static_cast<T*>(out.mutable_data());
-    if (shape.batch == 0 || shape.out_channels == 0) return;  // nothing to compute
-    if (op.runs_as_scatter(shape)) return op.run(shape, xp, yp, threads);  // too short to share the GIL
-    py::gil_scoped_release nogil;
-    op.run(shape, xp, yp, threads);
-  }
-
   py::array weight_;
   py::object bias_;
   size_t rank_;
+  spx::Activation activation_;
+  double slope_;
   std::unique_ptr<spx::ConvOperator<float>> f32_;
   std::unique_ptr<spx::ConvOperator<double>> f64_;
 };
@@ -122,40 +135,100 @@ bool is_exact_ndarray(const py::handle& h) {
   return Py_TYPE(h.ptr()) == reinterpret_cast<PyTypeObject*>(py::detail::npy_api::get().PyArray_Type_);
 }
 
-bool has_shape(const py::array& a, const std::vector<py::ssize_t>& shape) {
+// An exact numpy.ndarray of this shape (a subclass or anything else takes the general path).
+bool is_array_of_shape(const py::handle& h, const std::vector<py::ssize_t>& shape) {
+  if (!is_exact_ndarray(h)) return false;
+  const auto a = py::reinterpret_borrow<py::array>(h);
   return a.ndim() == static_cast<py::ssize_t>(shape.size()) && std::equal(shape.begin(), shape.end(), a.shape());
 }
 
-// A layer's call for one input shape, validated once. A repeated call only checks that it is
-// given arrays of exactly that shape and the operator's dtype; for anything else it declines
+// A call for one input shape, validated once. A repeated call only checks that it is given
+// arrays of exactly those shapes and of the operator's dtype; for anything else it declines
 // (returns None) and the caller takes the general path, which converts or explains.
-class BoundCall {
+class ShapedCall {
+ protected:
+  ShapedCall(const BoundOperator& op, std::vector<py::ssize_t> x_shape, std::vector<py::ssize_t> out_shape,
+             const Ints& pad_begin)
+      : shape_(op.bind(x_shape, out_shape, pad_begin)), x_shape_(std::move(x_shape)),
+        out_shape_(std::move(out_shape)), f32_(op.is_f32()) {}
+
+  // The result: a new array, `out` when it can be written as it is, or None to decline.
+  py::object result(const py::handle& x, const py::handle& out) const {
+    if (!is_array_of_shape(x, x_shape_)) return py::none();
+    if (out.is_none()) return f32_ ? py::array(py::array_t<float>(out_shape_)) : py::array(py::array_t<double>(out_shape_));
+    if (!is_array_of_shape(out, out_shape_) || !py::reinterpret_borrow<py::array>(out).writeable()) return py::none();
+    require(!overlaps(py::reinterpret_borrow<py::array>(out), py::reinterpret_borrow<py::array>(x)),
+            "out overlaps an input array");
+    return py::reinterpret_borrow<py::object>(out);
+  }
+
+  spx::ConvShape shape_;
+  std::vector<py::ssize_t> x_shape_, out_shape_;
+  bool f32_;
+};
+
+// A layer's call: the layer's operator (its packed weights cached) bound to one input shape.
+class BoundCall : ShapedCall {
  public:
   BoundCall(py::object owner, const BoundOperator& op, std::vector<py::ssize_t> x_shape,
             std::vector<py::ssize_t> out_shape, const Ints& pad_begin)
-      : owner_(std::move(owner)), op_(op), shape_(op.bind(x_shape, out_shape, pad_begin)),
-        x_shape_(std::move(x_shape)), out_shape_(std::move(out_shape)) {}
+      : ShapedCall(op, std::move(x_shape), std::move(out_shape), pad_begin), owner_(std::move(owner)), op_(op) {}
 
   py::object call(const py::handle& x, const py::handle& out, int threads) const {
-    if (!is_exact_ndarray(x) || !has_shape(py::reinterpret_borrow<py::array>(x), x_shape_)) return py::none();
-    py::array y;
-    if (out.is_none()) {
-      y = op_.new_array(out_shape_);
-    } else {
-      if (!is_exact_ndarray(out)) return py::none();
-      y = py::reinterpret_borrow<py::array>(out);
-      if (!has_shape(y, out_shape_) || !y.writeable()) return py::none();
-      require(!overlaps(y, py::reinterpret_borrow<py::array>(x)) && !op_.overlaps_inputs(y), "out overlaps an input array");
-    }
-    if (!op_.run_typed(shape_, py::reinterpret_borrow<py::array>(x), y, threads)) return py::none();
-    return std::move(y);
+    py::object y = result(x, out);
+    if (y.is_none()) return y;
+    auto ya = py::reinterpret_borrow<py::array>(y);
+    require(!op_.overlaps_inputs(ya), "out overlaps an input array");
+    if (!op_.run_typed(shape_, py::reinterpret_borrow<py::array>(x), ya, threads)) return py::none();
+    return y;
   }
 
  private:
   py::object owner_;  // keeps op_ (and the weights it reads) alive
   const BoundOperator& op_;
-  spx::ConvShape shape_;
-  std::vector<py::ssize_t> x_shape_, out_shape_;
+};
+
+// A functional call: the operator's parameters (not its weights) bound to one input shape;
+// each call brings its own weights, read in place by an operator made for that call.
+class FunctionalCall : ShapedCall {
+ public:
+  FunctionalCall(const BoundOperator& op, std::vector<py::ssize_t> x_shape, std::vector<py::ssize_t> out_shape,
+                 const Ints& pad_begin)
+      : ShapedCall(op, std::move(x_shape), std::move(out_shape), pad_begin), params_(op.params()),
+        activation_(op.activation()), slope_(op.negative_slope()), weight_shape_(op.weight_shape()),
+        bias_shape_(op.bias_shape()) {}
+
+  py::object call(const py::handle& x, const py::handle& weight, const py::handle& bias, const py::handle& out,
+                  int threads) const {
+    if (!is_array_of_shape(weight, weight_shape_) || bias.is_none() != bias_shape_.empty()) return py::none();
+    if (!bias.is_none() && !is_array_of_shape(bias, bias_shape_)) return py::none();
+    py::object y = result(x, out);
+    if (y.is_none()) return y;
+    auto ya = py::reinterpret_borrow<py::array>(y);
+    const auto w = py::reinterpret_borrow<py::array>(weight);
+    require(!overlaps(ya, w) && (bias.is_none() || !overlaps(ya, py::reinterpret_borrow<py::array>(bias))),
+            "out overlaps an input array");
+    const bool ran = f32_ ? run_with<float>(x, w, bias, ya, threads) : run_with<double>(x, w, bias, ya, threads);
+    return ran ? y : py::none();
+  }
+
+ private:
+  template <typename T>
+  bool run_with(const py::handle& x, const py::array& w, const py::handle& bias, py::array& y, int threads) const {
+    const auto xa = py::reinterpret_borrow<py::array>(x);
+    if (!has_type<T>(xa) || !has_type<T>(w) || !has_type<T>(y)) return false;
+    if (!bias.is_none() && !has_type<T>(py::reinterpret_borrow<py::array>(bias))) return false;
+    const T* b = bias.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(bias).data());
+    const spx::ConvOperator<T> op(params_, static_cast<const T*>(w.data()), b,
+                                  spx::Epilogue<T>{activation_, static_cast<T>(slope_)});
+    run_op(op, shape_, xa, y, spx::resolve_threads(threads));
+    return true;
+  }
+
+  spx::OpParams params_;
+  spx::Activation activation_;
+  double slope_;
+  std::vector<py::ssize_t> weight_shape_, bias_shape_;  // bias_shape_ empty: no bias
 };
 
 template <class Op>
@@ -171,7 +244,14 @@ void def_call_methods(py::class_<Op>& cls, const char* call_doc) {
           },
           py::arg("x_shape"), py::arg("out_shape"), py::arg("pad_begin"),
           "The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) "
-          "computes, or returns None for arrays it does not take as they are.");
+          "computes, or returns None for arrays it does not take as they are.")
+      .def(
+          "functional",
+          [](const Op& op, std::vector<py::ssize_t> x_shape, std::vector<py::ssize_t> out_shape,
+             const Ints& pad_begin) { return FunctionalCall(op, std::move(x_shape), std::move(out_shape), pad_begin); },
+          py::arg("x_shape"), py::arg("out_shape"), py::arg("pad_begin"),
+          "As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is "
+          "given (of this operator's shapes), or returns None.");
 }
 
 spx::OpParams geometry(spx::OpKind kind, size_t rank, const Ints& stride, const Ints& dilation, int64_t groups,
@@ -255,6 +335,9 @@ void register_conv(py::module_& m) {
       "(transposed).";
   py::class_<BoundCall>(m, "BoundCall", "A layer's call for one input shape (see bind).")
       .def("__call__", &BoundCall::call, py::arg("x"), py::arg("out"), py::arg("threads"));
+  py::class_<FunctionalCall>(m, "FunctionalCall", "A functional call for one input shape (see functional).")
+      .def("__call__", &FunctionalCall::call, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"),
+           py::arg("threads"));
   py::class_<Conv> conv(m, "Conv", "conv{1,2,3}d.");
   conv.def(py::init<py::array, py::object, const Ints&, const Ints&, int64_t, bool, spx::Activation, double>(),
            py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("dilation"), py::arg("groups"),

@@ -58,14 +58,17 @@ struct Scatter {
     T* out = y + n * ys.n + (ci / cg_in) * cg_out * ys.c;
     const T* wp = w + ci * cg_out * taps;
     const TapRange r0 = taps_in_window(i, 0), r1 = taps_in_window(i, 1), r2 = taps_in_window(i, 2);
+    // Locals: the stores through `out` could otherwise alias these members for the compiler.
+    const int64_t channels = cg_out, y_channel = ys.c, w_channel = taps;
+    const int64_t y_step2 = s.dilation[2] * ys.spatial[2];
+    const int64_t count2 = r2.end - r2.first;
     for (int64_t k0 = r0.first; k0 < r0.end; ++k0) {
       for (int64_t k1 = r1.first; k1 < r1.end; ++k1) {
-        T* row = out + (r0.origin + k0 * s.dilation[0]) * ys.spatial[0] + (r1.origin + k1 * s.dilation[1]) * ys.spatial[1];
-        const T* wrow = wp + (k0 * s.kernel[1] + k1) * s.kernel[2];
-        for (int64_t k2 = r2.first; k2 < r2.end; ++k2) {
-          T* o = row + (r2.origin + k2 * s.dilation[2]) * ys.spatial[2];
-          for (int64_t co = 0; co < cg_out; ++co) o[co * ys.c] += xv * wrow[k2 + co * taps];
-        }
+        T* o = out + (r0.origin + k0 * s.dilation[0]) * ys.spatial[0] + (r1.origin + k1 * s.dilation[1]) * ys.spatial[1] +
+               (r2.origin + r2.first * s.dilation[2]) * ys.spatial[2];
+        const T* wk = wp + (k0 * s.kernel[1] + k1) * s.kernel[2] + r2.first;
+        for (int64_t co = 0; co < channels; ++co, o += y_channel, wk += w_channel)
+          for (int64_t j = 0; j < count2; ++j) o[j * y_step2] += xv * wk[j];
       }
     }
   }

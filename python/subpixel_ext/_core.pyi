@@ -127,6 +127,19 @@ class BoundCall:
         threads: typing.SupportsInt | typing.SupportsIndex,
     ) -> typing.Any:
         ...
+class FunctionalCall:
+    """
+    A functional call for one input shape (see functional).
+    """
+    def __call__(
+        self,
+        x: typing.Any,
+        weight: typing.Any,
+        bias: typing.Any,
+        out: typing.Any,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> typing.Any:
+        ...
 class Conv:
     """
     conv{1,2,3}d.
@@ -161,6 +174,15 @@ class Conv:
     ) -> BoundCall:
         """
         The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
+    def functional(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> FunctionalCall:
+        """
+        As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
         """
 class ConvTranspose:
     """
@@ -198,6 +220,15 @@ class ConvTranspose:
         """
         The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
         """
+    def functional(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> FunctionalCall:
+        """
+        As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
+        """
 class SubpixelConv:
     """
     pixel_shuffle(conv(x)) in one pass.
@@ -234,6 +265,15 @@ class SubpixelConv:
     ) -> BoundCall:
         """
         The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
+    def functional(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> FunctionalCall:
+        """
+        As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
         """
 def config() -> dict[typing.Any, typing.Any]:
     ...
