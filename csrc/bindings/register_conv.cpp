@@ -29,12 +29,14 @@ class BoundOperator {
             "weight does not match groups");
     const bool has_bias = !bias_.is_none();
     if (has_bias) require(py::isinstance<py::array>(bias_), "bias must be an array or None");
-    if (make<float>(params, has_bias, activation, slope) || make<double>(params, has_bias, activation, slope)) return;
-    throw py::type_error("weight and bias must be C-contiguous float32 or float64 of the same dtype");
+    if (make<float>(params, has_bias, activation, slope) || make<double>(params, has_bias, activation, slope) ||
+        make<spx::Float16>(params, has_bias, activation, slope) || make<spx::BFloat16>(params, has_bias, activation, slope))
+      return;
+    throw py::type_error("weight and bias must be C-contiguous float16, bfloat16, float32 or float64 of the same dtype");
   }
 
   void call(const py::array& x, py::array out, const Ints& pad_begin, int threads) const {
-    const spx::OpParams& p = f32_ ? f32_->params() : f64_->params();
+    const spx::OpParams& p = f32_ ? f32_->params() : f64_ ? f64_->params() : f16_ ? f16_->params() : bf16_->params();
     const ArrayDims xd = array_dims(x, rank_, p.channels_last, "x"), yd = array_dims(out, rank_, p.channels_last, "out");
     require(xd.channels == p.in_channels, "x does not have the weight's input channels");
     require(yd.channels == p.out_channels, "out does not have the operation's output channels");
@@ -52,6 +54,8 @@ class BoundOperator {
     const int nt = spx::resolve_threads(threads);
     if (f32_ && has_type<float>(x) && has_type<float>(out)) return run(*f32_, f32_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
     if (f64_ && has_type<double>(x) && has_type<double>(out)) return run(*f64_, f64_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
+    if (f16_ && has_type<spx::Float16>(x) && has_type<spx::Float16>(out)) return run(*f16_, f16_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
+    if (bf16_ && has_type<spx::BFloat16>(x) && has_type<spx::BFloat16>(out)) return run(*bf16_, bf16_->shape(xd.batch, xd.spatial, yd.spatial, pad), x, out, nt);
     throw py::type_error("x and out must be C-contiguous arrays of the weight's dtype");
   }
 
@@ -62,10 +66,13 @@ class BoundOperator {
     const T* bias = has_bias ? static_cast<const T*>(bias_.cast<py::array>().data()) : nullptr;
     if (has_bias) require(bias_.cast<py::array>().size() == params.out_channels * spx::volume(params.factor),
                           "bias must have one entry per output channel");
+    typedef spx::compute_t<T> C;
     auto op = std::make_unique<spx::ConvOperator<T>>(params, static_cast<const T*>(weight_.data()), bias,
-                                                     spx::Epilogue<T>{activation, static_cast<T>(slope)});
+                                                     spx::Epilogue<C>{activation, static_cast<C>(slope)});
     if constexpr (std::is_same<T, float>::value) f32_ = std::move(op);
-    else f64_ = std::move(op);
+    else if constexpr (std::is_same<T, double>::value) f64_ = std::move(op);
+    else if constexpr (std::is_same<T, spx::Float16>::value) f16_ = std::move(op);
+    else bf16_ = std::move(op);
     return true;
   }
 
@@ -83,6 +90,8 @@ class BoundOperator {
   size_t rank_;
   std::unique_ptr<spx::ConvOperator<float>> f32_;
   std::unique_ptr<spx::ConvOperator<double>> f64_;
+  std::unique_ptr<spx::ConvOperator<spx::Float16>> f16_;
+  std::unique_ptr<spx::ConvOperator<spx::BFloat16>> bf16_;
 };
 
 spx::OpParams geometry(spx::OpKind kind, size_t rank, const Ints& stride, const Ints& dilation, int64_t groups,

@@ -358,9 +358,9 @@ def _shuffle(
 ) -> np.ndarray:
     name = "downscale_factor" if inverse else "upscale_factor"
     threads = _p.num_threads(num_threads)
-    xa = _p.as_array(x, "x")
+    xa = _p.as_array(x, "x", kinds="biufc")
     spec = _p.shuffle_spec(xa.shape, factor, layout, mode, inverse, name)
-    dtype = _p.result_dtype(xa)
+    dtype = _p.data_dtype(xa)
     _p.checked_elements(spec.out_shape, dtype.itemsize, "the result")
     y = _p.check_out(out, spec.out_shape, dtype, [xa])
     if y.size:
@@ -440,11 +440,11 @@ def zero_insert(
     array([1., 0., 0., 2., 0., 0.])
     """
     threads = _p.num_threads(num_threads)
-    xa = _p.as_array(x, "x")
+    xa = _p.as_array(x, "x", kinds="biufc")
     s, shape = _p.zero_insert_spec(xa.shape, stride)
     rank = len(s)
     spatial = xa.shape[xa.ndim - rank:]
-    dtype = _p.result_dtype(xa)
+    dtype = _p.data_dtype(xa)
     _p.checked_elements(shape, dtype.itemsize, "the result")
     y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
