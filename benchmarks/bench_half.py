@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -110,13 +111,15 @@ def table(results: List[Dict[str, Any]]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workloads", type=Path, default=DEFAULT_WORKLOADS_FILE, metavar="FILE",
+                   help=f"the workloads JSON (default {DEFAULT_WORKLOADS_FILE})")
     p.add_argument("--only", default=DEFAULT_ONLY, help="comma-separated workload names")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-peers", action="store_true", help="time only our contenders")
     p.add_argument("--json", default=None, metavar="FILE")
     args = p.parse_args()
-    loaded, _ = load_workloads(DEFAULT_WORKLOADS_FILE)
+    loaded, _ = load_workloads(args.workloads)
     workloads = select_workloads(loaded, args.only)
     torch = None
     if not args.no_peers:

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "../kernels/dispatch.h"
@@ -27,8 +28,31 @@ const ConvKernels<float, BFloat16>& kernels_for<BFloat16>() { return kernels().b
 // the dispatched ISA's conversion kernel).
 void copy_run(const float* src, float* dst, int64_t n) { std::memcpy(dst, src, sizeof(float) * size_t(n)); }
 void copy_run(const double* src, double* dst, int64_t n) { std::memcpy(dst, src, sizeof(double) * size_t(n)); }
-void copy_run(const Float16* src, float* dst, int64_t n) { kernels().widen_f16(src, dst, size_t(n)); }
-void copy_run(const BFloat16* src, float* dst, int64_t n) { kernels().widen_bf16(src, dst, size_t(n)); }
+void copy_run(const Float16* src, float* dst, int64_t n) { kernels().widen_f16(src, 1, dst, size_t(n)); }
+void copy_run(const BFloat16* src, float* dst, int64_t n) { kernels().widen_bf16(src, 1, dst, size_t(n)); }
+void widen_strided(const Float16* src, int64_t stride, float* dst, int64_t n) {
+  kernels().widen_f16(src, static_cast<ptrdiff_t>(stride), dst, size_t(n));
+}
+void widen_strided(const BFloat16* src, int64_t stride, float* dst, int64_t n) {
+  kernels().widen_bf16(src, static_cast<ptrdiff_t>(stride), dst, size_t(n));
+}
+
+// put(j, value) for the n input elements src[j * stride] in the compute type: half precision
+// converted a chunk at a time by the conversion kernel, the compute types read as they are.
+template <typename S, typename Put>
+void for_each_input(const S* src, int64_t stride, int64_t n, Put put) {
+  if constexpr (std::is_same<S, compute_t<S>>::value) {
+    for (int64_t j = 0; j < n; ++j) put(j, src[j * stride]);
+  } else {
+    constexpr int64_t kChunk = 256;
+    float chunk[kChunk];
+    for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+      const int64_t m = std::min(kChunk, n - j0);
+      widen_strided(src + j0 * stride, stride, chunk, m);
+      for (int64_t j = 0; j < m; ++j) put(j0 + j, chunk[j]);
+    }
+  }
+}
 
 // Input row (fd, fh) of the frame, or nullptr when that frame row is padding.
 template <typename S>
@@ -69,15 +93,15 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
         for (int64_t j = 0; j < in_cols; ++j) copy_run(src + j * xs, d + j * d_step, p.in_channels);
       } else {  // channel-major input: read each channel's row contiguously
         for (int64_t c = 0; c < p.in_channels; ++c)
-          for (int64_t j = 0; j < in_cols; ++j) d[j * d_step + c] = widen(src[c * p.x.c + j * xs]);
+          for_each_input(src + c * p.x.c, xs, in_cols, [&](int64_t j, T v) { d[j * d_step + c] = v; });
       }
     } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
       copy_run(src, dst + f.pad[2], in_cols);
     } else {
-      for (int64_t j = 0; j < in_cols; ++j) {
+      for_each_input(src, xs, in_cols, [&](int64_t j, T v) {
         const int64_t col = f.pad[2] + j * f.step[2];
-        dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = widen(src[j * xs]);
-      }
+        dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = v;
+      });
     }
   }
 }

@@ -58,6 +58,27 @@ void activate_elements(T* p, size_t n, spx::Activation activation) {
 }
 
 // Y is the output's storage type: the compute type, or a half type stored with one rounding.
+template <typename A, typename B>
+struct SameType {
+  enum { value = 0 };
+};
+template <typename A>
+struct SameType<A, A> {
+  enum { value = 1 };
+};
+
+// A spilled (and activated) tile in the output's storage type: the tile itself for outputs of
+// the compute type, else converted into `scratch` with vector stores (one rounding each).
+template <class V, typename Y, int N>
+const Y* tile_as(const typename V::scalar* tile, Y* scratch) {
+  if constexpr (SameType<typename V::scalar, Y>::value) {
+    return tile;
+  } else {
+    for (int i = 0; i < N; i += V::lanes) V::store(scratch + i, V::load(tile + i));
+    return scratch;
+  }
+}
+
 template <class V, typename Y, int MR, int NV>
 void rowvec_tile(const spx::RowvecArgs<typename V::scalar, Y>& a) {
   typedef typename V::scalar T;
@@ -92,9 +113,11 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar, Y>& a) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
   if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
+  Y scratch[MR * NV * V::lanes];
+  const Y* stored = tile_as<V, Y, MR * NV * V::lanes>(&tile[0][0], scratch);
   for (size_t i = 0; i < a.mr_valid; ++i) {
     Y* yi = a.y + a.y_channel_offsets[i];
-    for (size_t j = 0; j < a.nr_valid; ++j) narrow_to(yi + static_cast<ptrdiff_t>(j) * a.y_pixel_stride, tile[i][j]);
+    for (size_t j = 0; j < a.nr_valid; ++j) yi[static_cast<ptrdiff_t>(j) * a.y_pixel_stride] = stored[i * nr + j];
   }
 }
 
@@ -139,9 +162,11 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
   if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
+  Y scratch[MR * NV * V::lanes];
+  const Y* stored = tile_as<V, Y, MR * NV * V::lanes>(&tile[0][0], scratch);
   for (size_t i = 0; i < a.mr_valid; ++i) {
     Y* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
-    for (size_t j = 0; j < a.nr_valid; ++j) narrow_to(yi + a.y_channel_offsets[j], tile[i][j]);
+    for (size_t j = 0; j < a.nr_valid; ++j) yi[a.y_channel_offsets[j]] = stored[i * nr + j];
   }
 }
 
@@ -160,12 +185,22 @@ spx::ConvKernels<typename V::scalar, Y> conv_kernels() {
   return k;
 }
 
-// n half-precision elements to float32 (the input frame's copy).
+// n half-precision elements src[i * stride] to float32 dst[i] (the input frame's copy):
+// vector conversions, strided elements gathered a vector at a time.
 template <typename H>
-void widen_run(const H* src, float* dst, size_t n) {
+void widen_run(const H* src, ptrdiff_t stride, float* dst, size_t n) {
+  const int L = VecF32::lanes;
   size_t i = 0;
-  for (; i + VecF32::lanes <= n; i += VecF32::lanes) VecF32::store(dst + i, VecF32::load(src + i));
-  for (; i < n; ++i) dst[i] = widen(src[i]);
+  if (stride == 1) {
+    for (; i + L <= n; i += L) VecF32::store(dst + i, VecF32::load(src + i));
+  } else {
+    H gathered[VecF32::lanes];
+    for (; i + L <= n; i += L) {
+      for (int l = 0; l < L; ++l) gathered[l] = src[static_cast<ptrdiff_t>(i + l) * stride];
+      VecF32::store(dst + i, VecF32::load(gathered));
+    }
+  }
+  for (; i < n; ++i) dst[i] = widen(src[static_cast<ptrdiff_t>(i) * stride]);
 }
 
 enum { kPeakChains = 12 };  // enough independent chains to cover FMA latency x throughput

@@ -88,9 +88,9 @@ struct KernelTable {
   // nearest even in the tiles' store (the f32 tile shapes).
   ConvKernels<float, Float16> f16;
   ConvKernels<float, BFloat16> bf16;
-  // n contiguous half-precision elements to float32 (the input frame's copy).
-  void (*widen_f16)(const Float16* src, float* dst, size_t n);
-  void (*widen_bf16)(const BFloat16* src, float* dst, size_t n);
+  // n half-precision elements src[i * stride] to float32 dst[i] (the input frame's copy).
+  void (*widen_f16)(const Float16* src, ptrdiff_t stride, float* dst, size_t n);
+  void (*widen_bf16)(const BFloat16* src, ptrdiff_t stride, float* dst, size_t n);
 };
 
 // One getter per compiled ISA unit; declared for all, defined only where compiled.
