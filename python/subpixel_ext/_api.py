@@ -134,7 +134,9 @@ _TRANSPOSED_DOC = """Transposed {rank}-D convolution with the semantics of ``tor
     Returns
     -------
     numpy.ndarray
-        float32 if every input is float16/float32, else float64.
+        float16 if every input is float16, bfloat16 if every input is bfloat16 (both accumulated
+        in float32, rounded once per output), float64 if any input is float64, an integer or a
+        bool, else float32.
 """
 
 _SPATIAL = {1: ("L", "NLC", "k"), 2: ("H, W", "NHWC", "kH, kW"), 3: ("D, H, W", "NDHWC", "kD, kH, kW")}

@@ -160,12 +160,12 @@ def _torch_bfloat16_as_numpy(value: object) -> Optional[np.ndarray]:
         import ml_dtypes
     except ImportError:
         raise TypeError("a bfloat16 tensor needs the ml_dtypes package (pip install subpixel-ext[bfloat16])") from None
+    tensor: Any = value
     import torch  # already imported: `value` is one of its tensors
 
-    assert isinstance(value, torch.Tensor)
-    tensor: Any = value
-    bits = tensor.detach().cpu().contiguous().view(torch.int16).numpy()
-    return bits.view(ml_dtypes.bfloat16)
+    bits: np.ndarray = tensor.detach().cpu().contiguous().view(torch.int16).numpy()
+    half: np.ndarray = bits.view(ml_dtypes.bfloat16)
+    return half
 
 
 def as_array(value: object, name: str, kinds: str = "biuf") -> np.ndarray:
