@@ -166,3 +166,30 @@ def special_values(dtype: np.dtype) -> np.ndarray:
     values = [np.nan, np.inf, -np.inf, float(info.max), -float(info.max), float(info.smallest_normal),
               float(info.smallest_subnormal), -3 * float(info.smallest_subnormal), 1.0, -0.5]
     return np.array(values, dtype=np.float64).astype(dtype)
+
+
+def check_every_bit_pattern() -> int:
+    """Every one of the 65536 values of each half dtype through a 1x1 convolution by
+    1 + ulp(1): products are exact in float32, so the result is the exact product rounded
+    once, to nearest even (ties included), and must equal NumPy's / ml_dtypes' rounding of it;
+    rows of odd length exercise the conversions' scalar tails too. Returns the check count."""
+    checks = 0
+    for dtype in HALF_DTYPES:
+        mantissa, _ = _FORMAT[dtype.name]
+        scale = 1.0 + 2.0**-mantissa
+        values = np.arange(65536, dtype=np.uint16).view(dtype)
+        for width in (65536, 65533):
+            x = values[:width].reshape(1, 1, 1, width)
+            w = np.full((1, 1, 1, 1), scale).astype(dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                # + 0.0: the sum starts at the (zero) bias, so -0 * w gives +0
+                expected = (x.astype(np.float64) * scale + 0.0).astype(dtype)
+            for layout in ("NCHW", "NHWC"):
+                xl = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+                y = spx.conv2d(xl, w, layout=layout).reshape(-1)
+                nan = np.isnan(expected.reshape(-1).astype(np.float32))
+                assert np.array_equal(np.isnan(y.astype(np.float32)), nan), (dtype, layout, width)
+                same = y.view(np.uint16)[~nan] == expected.reshape(-1).view(np.uint16)[~nan]
+                assert same.all(), (dtype, layout, width, np.flatnonzero(~same)[:5])
+                checks += 1
+    return checks

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import subpixel_ext as spx
 from half_matrix import (
-    BF16, F16, HALF_DTYPES, assert_half_close, cases, check_matrix, exact_inputs, half_oracle, half_ulp, special_values,
+    BF16, F16, HALF_DTYPES, assert_half_close, cases, check_every_bit_pattern, check_matrix, exact_inputs, half_oracle, half_ulp, special_values,
 )
 from subpixel_ext import reference as ref
 
@@ -26,6 +26,10 @@ half_dtypes = pytest.mark.parametrize("dtype", HALF_DTYPES, ids=[d.name for d in
 
 
 # ============================================================================ the oracle's helpers
+
+
+def test_every_bit_pattern_rounds_to_nearest_even_in_this_process() -> None:
+    assert check_every_bit_pattern() == 4 * len(HALF_DTYPES)
 
 
 def test_half_ulp_is_the_format_spacing() -> None:
@@ -43,8 +47,9 @@ MATRIX_SCRIPT = textwrap.dedent(
     import os
     os.environ["SUBPIXEL_EXT_SIMD"] = LEVEL  # read by the dispatcher at first use
     import subpixel_ext as spx
-    from half_matrix import check_matrix
+    from half_matrix import check_every_bit_pattern, check_matrix
     assert spx.show_config()["simd_active"] == LEVEL, spx.show_config()
+    assert check_every_bit_pattern() == 4 * len(__import__("half_matrix").HALF_DTYPES)
     print("checks", check_matrix())
     """
 )
