@@ -50,9 +50,10 @@ def _fresh_plan_cache():
     see test_validation_does_not_depend_on_call_history)."""
     from subpixel_ext import _api
 
-    plans = getattr(_api, "_PLANS", None)
-    if isinstance(plans, dict):
-        plans.clear()
+    for name in ("_PLANS", "_RECENT"):
+        plans = getattr(_api, name, None)
+        if isinstance(plans, dict):
+            plans.clear()
     yield
 
 # (kwargs, exception, match) valid for all three convolution entry points

@@ -69,11 +69,16 @@ struct ArrayDims {
   spx::Extent spatial;
 };
 
+// `shape` has rank + 2 entries.
+inline ArrayDims dims_of_shape(const py::ssize_t* shape, size_t rank, bool channels_last) {
+  ArrayDims d{shape[0], channels_last ? shape[rank + 1] : shape[1], {1, 1, 1}};
+  for (size_t i = 0; i < rank; ++i) d.spatial[spx::kMaxRank - rank + i] = shape[i + (channels_last ? 1 : 2)];
+  return d;
+}
+
 inline ArrayDims array_dims(const py::array& a, size_t rank, bool channels_last, const char* name) {
   require_named(a.ndim() == static_cast<py::ssize_t>(rank + 2), name, "must have rank + 2 dimensions");
-  ArrayDims d{a.shape(0), channels_last ? a.shape(a.ndim() - 1) : a.shape(1), {1, 1, 1}};
-  for (size_t i = 0; i < rank; ++i) d.spatial[spx::kMaxRank - rank + i] = a.shape(static_cast<py::ssize_t>(i + (channels_last ? 1 : 2)));
-  return d;
+  return dims_of_shape(a.shape(), rank, channels_last);
 }
 
 }  // namespace spx_bind

@@ -46,9 +46,10 @@ class ConvOperator {
   std::shared_ptr<const PackedWeights<T>> packed(const ConvPlan& plan) const;
   // y = op(x) for x and y of the given batch and spatial sizes, C-contiguous in the layout.
   void run(const ConvShape& shape, const S* x, S* y, int threads) const;
+  // Whether run() computes this shape as a plain scatter (tiny, single-threaded).
+  bool runs_as_scatter(const ConvShape& shape) const;
 
  private:
-  bool runs_as_scatter(const ConvShape& shape) const;
   void run_with_nonfinite_weights(const ConvShape& shape, const ConvPlan& plan, const PackedWeights<T>& packed,
                                   const S* x, S* y) const;
   void run_widened(const ConvShape& shape, const S* x, S* y, int threads) const;
