@@ -40,7 +40,7 @@ class Contender:
 
 @dataclass
 class Inputs:
-    x: np.ndarray  # channels first, float32
+    x: np.ndarray  # channels first, float32 (bench_half.py: its dtype)
     weight: Optional[np.ndarray]
 
 
@@ -79,7 +79,7 @@ class OurCalls:
         """One per layout: `call(layout, x, out)` with that layout's input and pre-allocated result."""
         found = []
         for layout in self.layouts:
-            out = np.empty(self.out_shape[layout], np.float32)
+            out = np.empty(self.out_shape[layout], self.inp.x.dtype)
             bound = functools.partial(call, layout, self.x[layout], out)
             found.append(Variant(layout, bound, channels_first_view(layout, self.w.dims)))
         return found

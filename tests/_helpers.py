@@ -263,8 +263,9 @@ def torch_activation(y: np.ndarray, activation: Optional[str], negative_slope: f
 
 
 def bits(a: np.ndarray) -> np.ndarray:
-    """The raw bits of a float array (so that NaN payloads and signed zeros count)."""
-    return a.view({4: np.uint32, 8: np.uint64, 2: np.uint16}[a.dtype.itemsize])
+    """The raw bits of an array, as unsigned integers of its element size (so that NaN payloads
+    and signed zeros count); elements of more than 8 bytes as several."""
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32}.get(a.dtype.itemsize, np.uint64))
 
 
 def run_child(code: str, timeout: float = 120.0) -> subprocess.CompletedProcess:

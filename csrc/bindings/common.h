@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../engine/problem.h"
+#include "../engine/storage.h"
 
 namespace spx_bind {
 
@@ -27,6 +28,22 @@ template <typename T>
 bool has_type(const py::array& a) {
   // check_ compares dtypes exactly (byte order included) and requires C order.
   return py::array_t<T, py::array::c_style>::check_(a);
+}
+
+// float16 and bfloat16 (ml_dtypes') have no pybind11 type: by NumPy type number and by name.
+inline bool is_native_c_order(const py::array& a) {
+  const char order = a.dtype().byteorder();
+  return (a.flags() & py::array::c_style) && (order == '=' || order == '|');
+}
+template <>
+inline bool has_type<spx::Float16>(const py::array& a) {
+  constexpr int kNpyHalf = 23;  // NPY_HALF
+  return a.dtype().num() == kNpyHalf && is_native_c_order(a);
+}
+template <>
+inline bool has_type<spx::BFloat16>(const py::array& a) {
+  const py::dtype d = a.dtype();
+  return d.kind() == 'V' && d.itemsize() == 2 && is_native_c_order(a) && py::str(d.attr("name")).cast<std::string>() == "bfloat16";
 }
 
 // Whether two arrays' byte ranges intersect (numpy.may_share_memory's bounds test).

@@ -43,8 +43,10 @@ class BoundOperator {
             "weight does not match groups");
     const bool has_bias = !bias_.is_none();
     if (has_bias) require(py::isinstance<py::array>(bias_), "bias must be an array or None");
-    if (make<float>(params, has_bias, activation, slope) || make<double>(params, has_bias, activation, slope)) return;
-    throw py::type_error("weight and bias must be C-contiguous float32 or float64 of the same dtype");
+    if (make<float>(params, has_bias, activation, slope) || make<double>(params, has_bias, activation, slope) ||
+        make<spx::Float16>(params, has_bias, activation, slope) || make<spx::BFloat16>(params, has_bias, activation, slope))
+      return;
+    throw py::type_error("weight and bias must be C-contiguous float16, bfloat16, float32 or float64 of the same dtype");
   }
 
   void call(const py::array& x, py::array out, const Ints& pad_begin, int threads) const {
@@ -62,9 +64,19 @@ class BoundOperator {
     return checked_shape(shape_dims(x_shape, "x"), shape_dims(out_shape, "out"), pad_begin);
   }
 
+  // fn(operator) with the operator of the weight's dtype.
+  template <class Fn>
+  decltype(auto) with_operator(Fn&& fn) const {
+    if (f32_) return fn(*f32_);
+    if (f64_) return fn(*f64_);
+    if (f16_) return fn(*f16_);
+    return fn(*bf16_);
+  }
   bool channels_last() const { return params().channels_last; }
-  bool is_f32() const { return f32_ != nullptr; }
-  const spx::OpParams& params() const { return f32_ ? f32_->params() : f64_->params(); }
+  py::dtype dtype() const { return weight_.dtype(); }
+  const spx::OpParams& params() const {
+    return with_operator([](const auto& op) -> const spx::OpParams& { return op.params(); });
+  }
   spx::Activation activation() const { return activation_; }
   double negative_slope() const { return slope_; }
   std::vector<py::ssize_t> weight_shape() const { return {weight_.shape(), weight_.shape() + weight_.ndim()}; }
@@ -77,15 +89,14 @@ class BoundOperator {
     return overlaps(out, weight_) || (!bias_.is_none() && overlaps(out, bias_.cast<py::array>()));
   }
   // A new result array of the operator's dtype.
-  py::array new_array(const std::vector<py::ssize_t>& shape) const {
-    if (f32_) return py::array_t<float>(shape);
-    return py::array_t<double>(shape);
-  }
+  py::array new_array(const std::vector<py::ssize_t>& shape) const { return py::array(weight_.dtype(), shape); }
   // Runs when x and out have the operator's dtype (and C order); false otherwise.
   bool run_typed(const spx::ConvShape& shape, const py::array& x, py::array& out, int threads) const {
     const int nt = spx::resolve_threads(threads);
     if (f32_ && has_type<float>(x) && has_type<float>(out)) return run_op(*f32_, shape, x, out, nt), true;
     if (f64_ && has_type<double>(x) && has_type<double>(out)) return run_op(*f64_, shape, x, out, nt), true;
+    if (f16_ && has_type<spx::Float16>(x) && has_type<spx::Float16>(out)) return run_op(*f16_, shape, x, out, nt), true;
+    if (bf16_ && has_type<spx::BFloat16>(x) && has_type<spx::BFloat16>(out)) return run_op(*bf16_, shape, x, out, nt), true;
     return false;
   }
 
@@ -106,8 +117,9 @@ class BoundOperator {
     }
     const spx::Extent pad = to_extent(pad_begin, rank_, 0, "pad_begin");
     for (int64_t v : pad) require(v >= 0, "pad_begin must be >= 0");
-    return f32_ ? f32_->shape(xd.batch, xd.spatial, yd.spatial, pad) : f64_->shape(xd.batch, xd.spatial, yd.spatial, pad);
+    return with_operator([&](const auto& op) { return op.shape(xd.batch, xd.spatial, yd.spatial, pad); });
   }
+
 
   template <typename T>
   bool make(const spx::OpParams& params, bool has_bias, spx::Activation activation, double slope) {
@@ -115,10 +127,13 @@ class BoundOperator {
     const T* bias = has_bias ? static_cast<const T*>(bias_.cast<py::array>().data()) : nullptr;
     if (has_bias) require(bias_.cast<py::array>().size() == params.out_channels * spx::volume(params.factor),
                           "bias must have one entry per output channel");
+    typedef spx::compute_t<T> C;
     auto op = std::make_unique<spx::ConvOperator<T>>(params, static_cast<const T*>(weight_.data()), bias,
-                                                     spx::Epilogue<T>{activation, static_cast<T>(slope)});
+                                                     spx::Epilogue<C>{activation, static_cast<C>(slope)});
     if constexpr (std::is_same<T, float>::value) f32_ = std::move(op);
-    else f64_ = std::move(op);
+    else if constexpr (std::is_same<T, double>::value) f64_ = std::move(op);
+    else if constexpr (std::is_same<T, spx::Float16>::value) f16_ = std::move(op);
+    else bf16_ = std::move(op);
     return true;
   }
 
@@ -129,6 +144,8 @@ class BoundOperator {
   double slope_;
   std::unique_ptr<spx::ConvOperator<float>> f32_;
   std::unique_ptr<spx::ConvOperator<double>> f64_;
+  std::unique_ptr<spx::ConvOperator<spx::Float16>> f16_;
+  std::unique_ptr<spx::ConvOperator<spx::BFloat16>> bf16_;
 };
 
 bool is_exact_ndarray(const py::handle& h) {
@@ -150,12 +167,12 @@ class ShapedCall {
   ShapedCall(const BoundOperator& op, std::vector<py::ssize_t> x_shape, std::vector<py::ssize_t> out_shape,
              const Ints& pad_begin)
       : shape_(op.bind(x_shape, out_shape, pad_begin)), x_shape_(std::move(x_shape)),
-        out_shape_(std::move(out_shape)), f32_(op.is_f32()) {}
+        out_shape_(std::move(out_shape)), dtype_(op.dtype()) {}
 
   // The result: a new array, `out` when it can be written as it is, or None to decline.
   py::object result(const py::handle& x, const py::handle& out) const {
     if (!is_array_of_shape(x, x_shape_)) return py::none();
-    if (out.is_none()) return f32_ ? py::array(py::array_t<float>(out_shape_)) : py::array(py::array_t<double>(out_shape_));
+    if (out.is_none()) return py::array(dtype_, out_shape_);
     if (!is_array_of_shape(out, out_shape_) || !py::reinterpret_borrow<py::array>(out).writeable()) return py::none();
     require(!overlaps(py::reinterpret_borrow<py::array>(out), py::reinterpret_borrow<py::array>(x)),
             "out overlaps an input array");
@@ -164,7 +181,7 @@ class ShapedCall {
 
   spx::ConvShape shape_;
   std::vector<py::ssize_t> x_shape_, out_shape_;
-  bool f32_;
+  py::dtype dtype_;  // the operator's (and result's)
 };
 
 // A layer's call: the layer's operator (its packed weights cached) bound to one input shape.
@@ -208,7 +225,8 @@ class FunctionalCall : ShapedCall {
     const auto w = py::reinterpret_borrow<py::array>(weight);
     require(!overlaps(ya, w) && (bias.is_none() || !overlaps(ya, py::reinterpret_borrow<py::array>(bias))),
             "out overlaps an input array");
-    const bool ran = f32_ ? run_with<float>(x, w, bias, ya, threads) : run_with<double>(x, w, bias, ya, threads);
+    const bool ran = run_with<float>(x, w, bias, ya, threads) || run_with<double>(x, w, bias, ya, threads) ||
+                     run_with<spx::Float16>(x, w, bias, ya, threads) || run_with<spx::BFloat16>(x, w, bias, ya, threads);
     return ran ? y : py::none();
   }
 
@@ -219,8 +237,9 @@ class FunctionalCall : ShapedCall {
     if (!has_type<T>(xa) || !has_type<T>(w) || !has_type<T>(y)) return false;
     if (!bias.is_none() && !has_type<T>(py::reinterpret_borrow<py::array>(bias))) return false;
     const T* b = bias.is_none() ? nullptr : static_cast<const T*>(py::reinterpret_borrow<py::array>(bias).data());
+    typedef spx::compute_t<T> C;
     const spx::ConvOperator<T> op(params_, static_cast<const T*>(w.data()), b,
-                                  spx::Epilogue<T>{activation_, static_cast<T>(slope_)});
+                                  spx::Epilogue<C>{activation_, static_cast<C>(slope_)});
     run_op(op, shape_, xa, y, spx::resolve_threads(threads));
     return true;
   }

@@ -156,7 +156,9 @@ _TRANSPOSED_DOC = """Transposed {rank}-D convolution with the semantics of ``tor
     Returns
     -------
     numpy.ndarray
-        float32 if every input is float16/float32, else float64.
+        float16 if every input is float16, bfloat16 if every input is bfloat16 (both accumulated
+        in float32, rounded once per output), float64 if any input is float64, an integer or a
+        bool, else float32.
 """
 
 _SPATIAL = {1: ("L", "NLC", "k"), 2: ("H, W", "NHWC", "kH, kW"), 3: ("D, H, W", "NDHWC", "kD, kH, kW")}
@@ -380,9 +382,9 @@ def _shuffle(
 ) -> np.ndarray:
     name = "downscale_factor" if inverse else "upscale_factor"
     threads = _p.num_threads(num_threads)
-    xa = _p.as_array(x, "x")
+    xa = _p.as_array(x, "x", kinds="biufc")
     spec = _p.shuffle_spec(xa.shape, factor, layout, mode, inverse, name)
-    dtype = _p.result_dtype(xa)
+    dtype = _p.data_dtype(xa)
     _p.checked_elements(spec.out_shape, dtype.itemsize, "the result")
     y = _p.check_out(out, spec.out_shape, dtype, [xa])
     if y.size:
@@ -462,11 +464,11 @@ def zero_insert(
     array([1., 0., 0., 2., 0., 0.])
     """
     threads = _p.num_threads(num_threads)
-    xa = _p.as_array(x, "x")
+    xa = _p.as_array(x, "x", kinds="biufc")
     s, shape = _p.zero_insert_spec(xa.shape, stride)
     rank = len(s)
     spatial = xa.shape[xa.ndim - rank:]
-    dtype = _p.result_dtype(xa)
+    dtype = _p.data_dtype(xa)
     _p.checked_elements(shape, dtype.itemsize, "the result")
     y = _p.check_out(out, shape, dtype, [xa])
     if y.size:
