@@ -135,6 +135,14 @@ def test_two_thread_counts_write_two_reports_and_the_speedups(tmp_path: Path) ->
         for workload in report["workloads"]:
             assert workload["channels_last_over_channels_first"] > 0
     assert "Scaling (informational):" in done.stdout
+    table = subprocess.run(
+        [sys.executable, str(BENCH.parent / "readme_table.py"), pattern.format(threads=1), pattern.format(threads=2)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert table.returncode == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if line.startswith("| tiny")]
+    assert [row.split(" | ")[0] for row in rows] == ["| tiny2d", "| tiny_subpixel"]
+    assert all(len(row.split(" | ")) == 7 for row in rows)
 
 
 def test_several_thread_counts_need_a_json_placeholder(tmp_path: Path) -> None:
