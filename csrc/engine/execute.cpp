@@ -54,6 +54,9 @@ void for_each_input(const S* src, int64_t stride, int64_t n, Put put) {
   }
 }
 
+// Columns per block when a channel-major input is transposed into a channels-last frame.
+constexpr int64_t kTransposeColumns = 16;
+
 // Input row (fd, fh) of the frame, or nullptr when that frame row is padding.
 template <typename S>
 const S* input_row(const ConvProblem& p, const S* x_image, int64_t frame_row) {
@@ -91,9 +94,14 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
         copy_run(src, d, in_cols * p.in_channels);
       } else if (p.x.c == 1) {
         for (int64_t j = 0; j < in_cols; ++j) copy_run(src + j * xs, d + j * d_step, p.in_channels);
-      } else {  // channel-major input: read each channel's row contiguously
-        for (int64_t c = 0; c < p.in_channels; ++c)
-          for_each_input(src + c * p.x.c, xs, in_cols, [&](int64_t j, T v) { d[j * d_step + c] = v; });
+      } else {  // channel-major input: each channel's row read contiguously, a block of
+        // columns at a time so that the frame pixels being filled stay in the L1 cache
+        for (int64_t j0 = 0; j0 < in_cols; j0 += kTransposeColumns) {
+          const int64_t m = std::min(kTransposeColumns, in_cols - j0);
+          T* dj = d + j0 * d_step;
+          for (int64_t c = 0; c < p.in_channels; ++c)
+            for_each_input(src + c * p.x.c + j0 * xs, xs, m, [&](int64_t j, T v) { dj[j * d_step + c] = v; });
+        }
       }
     } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
       copy_run(src, dst + f.pad[2], in_cols);
