@@ -164,9 +164,10 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
   Y scratch[MR * NV * V::lanes];
   const Y* stored = tile_as<V, Y, MR * NV * V::lanes>(&tile[0][0], scratch);
-  for (size_t i = 0; i < a.mr_valid; ++i) {
-    Y* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
-    for (size_t j = 0; j < a.nr_valid; ++j) yi[a.y_channel_offsets[j]] = stored[i * nr + j];
+  // Channel by channel: each channel's pixels are near each other in y, the channels may not be.
+  for (size_t j = 0; j < a.nr_valid; ++j) {
+    Y* yj = a.y + a.y_channel_offsets[j];
+    for (size_t i = 0; i < a.mr_valid; ++i) yj[static_cast<ptrdiff_t>(i) * a.y_pixel_stride] = stored[i * nr + j];
   }
 }
 
