@@ -236,10 +236,12 @@ void run_task(TaskContext<S, T>& cx, int64_t task) {
                                        plan.first_task.begin() - 1);
   const std::vector<size_t>& unit = plan.units.blocks[u];
   const bool buffered = plan.units.buffered[u] != 0;
-  const int64_t i0 = (in_image - plan.first_task[u]) * plan.task_rows;
-  const int64_t i1 = std::min(i0 + plan.task_rows, p.phases[p.blocks[unit[0]].phase].rows());
+  const int64_t rows = p.phases[p.blocks[unit[0]].phase].rows(), row_chunks = (rows + plan.task_rows - 1) / plan.task_rows;
+  const int64_t local = in_image - plan.first_task[u];
+  const int64_t i0 = (local % row_chunks) * plan.task_rows, i1 = std::min(i0 + plan.task_rows, rows);
   const int64_t tiles = plan.pack.tiles_first[unit[0] + 1] - plan.pack.tiles_first[unit[0]];
-  for (int64_t tile = 0; tile < tiles; ++tile)
+  const int64_t t0 = (local / row_chunks) * plan.task_tiles, t1 = std::min(t0 + plan.task_tiles, tiles);
+  for (int64_t tile = t0; tile < t1; ++tile)
     for (int64_t i = i0; i < i1; ++i) {
       if (plan.family == Family::kChanvec) {
         chanvec_row(cx, n, unit[0], tile, i);

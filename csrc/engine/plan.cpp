@@ -177,23 +177,35 @@ void lay_out_blocks(ConvPlan* plan) {
   plan->macs = checked_mul(plan->macs, p.batch, "work");
 }
 
+// Channel tiles of unit u (all its blocks have the same channels).
+int64_t unit_tiles(const ConvPlan& plan, size_t u) {
+  const size_t b = plan.units.blocks[u][0];
+  return plan.pack.tiles_first[b + 1] - plan.pack.tiles_first[b];
+}
+
 // Several rows per task reuse each weight panel over more pixels; about 16 tasks per thread
-// keep the static split balanced. Results do not depend on the split.
+// keep the static split balanced. Problems with too few rows for that (1-D, small images) also
+// split their channel tiles across tasks. Results do not depend on the split.
 void split_tasks(ConvPlan* plan, int threads) {
   const ConvProblem& p = plan->problem;
   const Units& units = plan->units;
   plan->threads = plan->macs < kSerialMacs ? 1 : threads;
-  int64_t all_rows = 0, max_cols = 0;
+  int64_t all_rows = 0, max_cols = 0, max_tiles = 1;
   for (size_t u = 0; u < units.blocks.size(); ++u) {
     const Phase& ph = p.phases[p.blocks[units.blocks[u][0]].phase];
     all_rows = checked_add(all_rows, ph.rows(), "work");
+    max_tiles = std::max(max_tiles, unit_tiles(*plan, u));
     for (size_t b : units.blocks[u]) max_cols = std::max(max_cols, p.phases[p.blocks[b].phase].cols());
   }
-  plan->task_rows = std::max<int64_t>(1, checked_mul(p.batch, all_rows, "work") / (16 * int64_t(plan->threads)));
+  const int64_t wanted = 16 * int64_t(plan->threads), row_tasks = checked_mul(p.batch, all_rows, "work");
+  plan->task_rows = std::max<int64_t>(1, row_tasks / wanted);
+  plan->task_tiles = max_tiles;
+  if (plan->threads > 1 && row_tasks < wanted) plan->task_tiles = ceil_div(max_tiles, ceil_div(wanted, std::max<int64_t>(1, row_tasks)));
   plan->first_task.assign(units.blocks.size() + 1, 0);
-  for (size_t u = 0; u < units.blocks.size(); ++u)
-    plan->first_task[u + 1] =
-        plan->first_task[u] + ceil_div(p.phases[p.blocks[units.blocks[u][0]].phase].rows(), plan->task_rows);
+  for (size_t u = 0; u < units.blocks.size(); ++u) {
+    const int64_t rows = p.phases[p.blocks[units.blocks[u][0]].phase].rows();
+    plan->first_task[u + 1] = plan->first_task[u] + ceil_div(rows, plan->task_rows) * ceil_div(unit_tiles(*plan, u), plan->task_tiles);
+  }
   plan->tasks_per_image = plan->first_task.back();
   plan->tasks = checked_mul(p.batch, plan->tasks_per_image, "work");
   plan->buffer_row = max_cols + static_cast<int64_t>(plan->nr);

@@ -87,7 +87,7 @@ TEST_CASE(plan_twice_is_identical) {
 }
 
 TEST_CASE(plan_thread_count_changes_only_the_task_split) {
-  const std::vector<std::string> split{"threads", "task_rows", "tasks_per_image", "tasks", "first_task"};
+  const std::vector<std::string> split{"threads", "task_rows", "task_tiles", "tasks_per_image", "tasks", "first_task"};
   const ConvCase c = conv2d_threaded();
   const spx::ConvPlan one = plan_of(c, 1);
   for (int threads : {2, 3}) {
@@ -102,6 +102,15 @@ TEST_CASE(plan_thread_count_changes_only_the_task_split) {
   CHECK_EQ(plan_of(c, 3).task_rows, 4);
   CHECK(plan_of(c, 3).first_task == (I{0, 16}));
   CHECK_EQ(plan_of(c, 3).tasks, 48);
+  // A 1-D transposed convolution has one row per phase: its tasks split the channel tiles.
+  Geometry g;
+  g.batch = 1, g.in_channels = 16, g.out_channels = 64;
+  g.in = {200}, g.kernel = {16}, g.stride = {8}, g.pad = {4};
+  const ConvCase row = make_case("conv_transpose1d few rows", Op::kConvTranspose, g, false);
+  CHECK_EQ(plan_of(row, 1).task_tiles, plan_of(row, 1).pack.tiles_first[1]);  // serial: whole units
+  const spx::ConvPlan shared = plan_of(row, 2);
+  CHECK(shared.task_tiles < shared.pack.tiles_first[1]);
+  CHECK(shared.tasks >= 2 * 2);
   // Below the serial threshold a plan runs on one thread whatever is asked.
   CHECK_EQ(plan_of(conv1d_one_output_channel(), 3).threads, 1);
 }
@@ -153,7 +162,9 @@ TEST_CASE(plan_sizes_2d_chanvec) {
   CHECK_EQ(p.macs, 6 * 7 * 32 * 16 * 9);
   CHECK_EQ(p.threads, 2);
   CHECK_EQ(p.buffer_len, 0);
-  CHECK(p.first_task == (I{0, 6}));
+  // 6 rows are too few tasks for 2 threads: each of the 2 channel tiles is a task of its own.
+  CHECK_EQ(p.task_tiles, 1);
+  CHECK(p.first_task == (I{0, 12}));
 }
 
 TEST_CASE(plan_sizes_3d_buffered_rowvec) {
