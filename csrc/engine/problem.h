@@ -78,9 +78,11 @@ struct ConvProblem {
   TensorStrides x{}, y{};
   InputFrame frame{};
   int64_t weight_input_step = 0;  // weight elements between neighbouring input channels
-  // Transposed convolutions multiply weights by padding and inserted zeros, which the
-  // definition never does: non-finite weights are packed as zero and completed separately.
-  bool zero_nonfinite_weights = false;
+  // Transposed convolutions' frames hold padding and inserted zeros that their definition
+  // never multiplies: a non-finite weight meeting one makes a NaN the definition does not
+  // have, so packing flags such weights and the operator recomputes the outputs that come out
+  // non-finite. Correlations multiply their zero padding by definition (false).
+  bool structural_zeros = false;
   std::vector<Phase> phases;
   std::vector<Block> blocks;
 

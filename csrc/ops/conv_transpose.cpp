@@ -126,7 +126,7 @@ void describe_polyphase(const ConvShape& s, ConvProblem* p) {
 
 ConvProblem describe_conv_transpose(const ConvShape& s, TransposedMethod method) {
   ConvProblem p = base_problem(s);
-  p.zero_nonfinite_weights = true;
+  p.structural_zeros = true;
   if (method == TransposedMethod::kDirect)
     describe_direct(s, &p);
   else

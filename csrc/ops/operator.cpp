@@ -99,17 +99,13 @@ void ConvOperator<T>::run(const ConvShape& s, const T* x, T* y, int threads) con
 }
 
 // The engine's products with padding and inserted zeros are only zero for finite weights:
-// it runs with them zeroed (and the input's non-finite values zeroed, which would otherwise
-// meet those zeros), then the missing terms are added from their definition.
+// it runs on the arrays as they are (no activation, which could make a wrong NaN finite),
+// then the outputs that came out non-finite are recomputed from the definition.
 template <typename T>
 void ConvOperator<T>::run_with_nonfinite_weights(const ConvShape& s, const ConvPlan& plan,
                                                  const PackedWeights<T>& packed, const T* x, T* y) const {
-  const int64_t x_elements = checked_mul(checked_mul(s.batch, s.in_channels, "input"), volume(s.in), "input");
-  std::vector<T> finite_x(x, x + x_elements);
-  for (T& v : finite_x)
-    if (!std::isfinite(v)) v = T(0);
-  execute_conv(plan, packed, finite_x.data(), y, Epilogue<T>{Activation::kNone, T(0)});
-  add_nonfinite_terms(s, x, weight_, y);
+  execute_conv(plan, packed, x, y, Epilogue<T>{Activation::kNone, T(0)});
+  recompute_nonfinite_outputs(s, x, weight_, bias_, y, plan.threads);
   apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
 }
 
