@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../kernels/dispatch.h"
+#include "activation.h"
 #include "../ops/interleave.h"
 #include "../ops/parallel.h"
 
@@ -37,8 +38,11 @@ void build_frame(const ConvPlan& plan, const T* x, T* frame, int64_t begin, int6
   const FrameLayout& fl = plan.frame;
   const InputFrame& f = p.frame;
   const int64_t rows_per_plane = f.size[0] * f.size[1], xs = p.x.spatial[2];
-  // Input columns that land inside the frame (the frame may end before the input does).
-  const int64_t in_cols = f.size[2] > f.pad[2] ? std::min<int64_t>(p.in[2], (f.size[2] - f.pad[2] + f.step[2] - 1) / f.step[2]) : 0;
+  // Input columns [skip, last) land inside the frame (which may start after the input does and
+  // end before it does); the first at frame column pad.
+  const int64_t skip = f.pad[2] < 0 ? (f.step[2] - 1 - f.pad[2]) / f.step[2] : 0, pad = f.pad[2] + skip * f.step[2];
+  const int64_t last = f.size[2] > pad ? std::min<int64_t>(p.in[2], skip + (f.size[2] - pad + f.step[2] - 1) / f.step[2]) : 0;
+  const int64_t in_cols = std::max<int64_t>(0, last - skip);
   const bool chanvec = plan.family == Family::kChanvec;
   for (int64_t r = begin; r < end; ++r) {
     T* dst = frame + r * fl.row_len;
@@ -48,8 +52,9 @@ void build_frame(const ConvPlan& plan, const T* x, T* frame, int64_t begin, int6
                              : x + (plane_index / p.in_channels) * p.x.n + (plane_index % p.in_channels) * p.x.c;
     const T* src = input_row(p, image, r % rows_per_plane);
     if (!src) continue;
+    src += skip * xs;
     if (chanvec) {
-      T* d = dst + f.pad[2] * p.in_channels;
+      T* d = dst + pad * p.in_channels;
       const int64_t d_step = f.step[2] * p.in_channels;
       if (p.x.c == 1) {
         for (int64_t j = 0; j < in_cols; ++j) std::memcpy(d + j * d_step, src + j * xs, sizeof(T) * size_t(p.in_channels));
@@ -58,13 +63,54 @@ void build_frame(const ConvPlan& plan, const T* x, T* frame, int64_t begin, int6
           for (int64_t j = 0; j < in_cols; ++j) d[j * d_step + c] = src[c * p.x.c + j * xs];
       }
     } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
-      std::memcpy(dst + f.pad[2], src, sizeof(T) * static_cast<size_t>(in_cols));
+      std::memcpy(dst + pad, src, sizeof(T) * static_cast<size_t>(in_cols));
     } else {
       for (int64_t j = 0; j < in_cols; ++j) {
-        const int64_t col = f.pad[2] + j * f.step[2];
+        const int64_t col = pad + j * f.step[2];
         dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = src[j * xs];
       }
     }
+  }
+}
+
+// Values of the outputs no input reaches (PaddingOutputs), per block and channel: the bias
+// plus, for correlations, every packed weight times zero (NaN for a non-finite one), activated.
+template <typename T>
+std::vector<T> padding_values(const ConvPlan& plan, const PackedWeights<T>& packed, const Epilogue<T>& epilogue) {
+  const ConvProblem& p = plan.problem;
+  const int64_t tile_ch = plan.pack.tile_channels;
+  const int64_t panel = p.in_channels_per_group() * static_cast<int64_t>(p.phases[0].taps.size()) * tile_ch;
+  std::vector<T> values;
+  for (size_t b = 0; b < p.blocks.size(); ++b)
+    for (int64_t j = 0; j < static_cast<int64_t>(p.blocks[b].out_offsets.size()); ++j) {
+      const int64_t tile = j / tile_ch, lane = j % tile_ch;
+      T v = packed.bias[static_cast<size_t>((plan.pack.tiles_first[b] + tile) * tile_ch + lane)];
+      const T* w = packed.weights.data() + plan.pack.weights_first[b] + tile * panel + lane;
+      if (!p.structural_zeros)
+        for (int64_t q = 0; q < panel; q += tile_ch) v += w[q] * T(0);
+      values.push_back(activate(v, epilogue));
+    }
+  return values;
+}
+
+// Rows [begin, end) of (image, rows of the untrimmed phase grid) of every channel: the padding
+// values (the engine then overwrites the outputs that reach the input).
+template <typename T>
+void fill_padding_outputs(const ConvPlan& plan, const std::vector<T>& values, T* y, int64_t begin, int64_t end) {
+  const ConvProblem& p = plan.problem;
+  const PaddingOutputs& g = plan.padding_outputs;
+  const int64_t grid_rows = g.count[0] * g.count[1];
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t n = r / grid_rows, i0 = (r % grid_rows) / g.count[1], i1 = r % g.count[1];
+    T* row = y + n * p.y.n + (g.first[0] + i0 * g.step[0]) * p.y.spatial[0] + (g.first[1] + i1 * g.step[1]) * p.y.spatial[1] +
+             g.first[2] * p.y.spatial[2];
+    const int64_t col_step = g.step[2] * p.y.spatial[2];
+    size_t v = 0;
+    for (const Block& blk : p.blocks)
+      for (int64_t offset : blk.out_offsets) {
+        for (int64_t i2 = 0; i2 < g.count[2]; ++i2) row[offset + i2 * col_step] = values[v];
+        ++v;
+      }
   }
 }
 
@@ -212,6 +258,9 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T*
   std::unique_ptr<T[]> buffers(new T[static_cast<size_t>(plan.buffer_len * plan.threads)]);
   const ConvKernels<T>& kernels = kernels_for<T>();
   const int64_t frame_end = plan.frame.rows * plan.frame.row_len;
+  const PaddingOutputs& padding = plan.padding_outputs;
+  const std::vector<T> padding_value = padding.fill ? padding_values(plan, packed, epilogue) : std::vector<T>();
+  const int64_t padding_rows = padding.fill ? plan.problem.batch * padding.count[0] * padding.count[1] : 0;
   std::vector<TaskContext<T>> contexts;
   for (int t = 0; t < plan.threads; ++t) {
     contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {}});
@@ -223,6 +272,8 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T*
     int64_t begin, end;
     split_range(plan.frame.rows, tid, count, &begin, &end);
     build_frame(plan, x, frame.get(), begin, end);
+    split_range(padding_rows, tid, count, &begin, &end);
+    fill_padding_outputs(plan, padding_value, y, begin, end);
     if (tid == 0) std::memset(frame.get() + frame_end, 0, sizeof(T) * static_cast<size_t>(plan.frame.elements - frame_end));
     region_barrier();
     split_range(plan.tasks, tid, count, &begin, &end);

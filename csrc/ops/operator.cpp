@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "../engine/activation.h"
 #include "../kernels/dispatch.h"
 #include "errors.h"
 
@@ -23,6 +24,15 @@ template <>
 TileShapes tiles_for<double>() { return tile_shapes(kernels().f64); }
 
 }  // namespace
+
+template <typename T>
+ConvOperator<T>::ConvOperator(const OpParams& params, const T* weight, const T* bias, const Epilogue<T>& epilogue)
+    : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue), finite_weights_(true) {
+  // (C_out, C_in/groups, *kernel) or (C_in, C_out/groups, *kernel): the same count.
+  const int64_t count = checked_mul(checked_mul(params.in_channels / params.groups, params.out_channels, "weight"),
+                                    checked_mul(volume(params.factor), volume(params.kernel), "weight"), "weight");
+  for (int64_t i = 0; i < count && finite_weights_; ++i) finite_weights_ = std::isfinite(weight[i]);
+}
 
 template <typename T>
 ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& out, const Extent& pad_begin) const {
@@ -55,6 +65,7 @@ std::shared_ptr<const ConvPlan> ConvOperator<T>::plan(const ConvShape& s, int th
   ConvProblem problem = params_.kind == OpKind::kConv ? describe_conv(s)
                         : params_.kind == OpKind::kSubpixel ? describe_subpixel(s, params_.factor, params_.dcr)
                                                             : describe_conv_transpose(s, params_.method);
+  problem.keep_padding_taps = !problem.structural_zeros && !finite_weights_;
   auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tiles_for<T>(), threads));
   std::lock_guard<std::mutex> lock(mutex_);
   if (plans_.size() >= kCachedPlans) plans_.erase(plans_.begin());
@@ -111,17 +122,8 @@ void ConvOperator<T>::run_with_nonfinite_weights(const ConvShape& s, const ConvP
 
 template <typename T>
 void apply_activation(T* y, int64_t count, const Epilogue<T>& e) {
-  for (int64_t i = 0; i < count; ++i) {
-    const T v = y[i];
-    switch (e.activation) {
-      case Activation::kNone: return;
-      case Activation::kRelu: y[i] = v < T(0) ? T(0) : v; break;
-      case Activation::kRelu6: y[i] = v < T(0) ? T(0) : v > T(6) ? T(6) : v; break;
-      case Activation::kLeakyRelu: y[i] = v < T(0) ? v * e.negative_slope : v; break;
-      case Activation::kTanh: y[i] = std::tanh(v); break;
-      case Activation::kSigmoid: y[i] = T(1) / (T(1) + std::exp(-v)); break;
-    }
-  }
+  if (e.activation == Activation::kNone) return;
+  for (int64_t i = 0; i < count; ++i) y[i] = activate(y[i], e);
 }
 
 template class ConvOperator<float>;

@@ -32,8 +32,7 @@ template <typename T>
 class ConvOperator {
  public:
   // `weight` and `bias` (may be null) must outlive the operator; they are read, never written.
-  ConvOperator(const OpParams& params, const T* weight, const T* bias, const Epilogue<T>& epilogue)
-      : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue) {}
+  ConvOperator(const OpParams& params, const T* weight, const T* bias, const Epilogue<T>& epilogue);
 
   const OpParams& params() const { return params_; }
   // pad_begin: conv zero padding at the start, or the transposed convolution's crop.
@@ -53,6 +52,7 @@ class ConvOperator {
   const T* weight_;
   const T* bias_;
   Epilogue<T> epilogue_;
+  bool finite_weights_;
   mutable std::mutex mutex_;
   mutable std::vector<std::pair<std::vector<int64_t>, std::shared_ptr<const ConvPlan>>> plans_;
   mutable std::vector<std::shared_ptr<const PackedWeights<T>>> packs_;
