@@ -99,6 +99,10 @@ void trim_to_input(ConvPlan* plan) {
   ConvProblem& p = plan->problem;
   if (p.phases.size() != 1) return;
   Phase& ph = p.phases[0];
+  // A single output along an axis has no neighbour: a stride there would only spread the frame
+  // (the rowvec layout de-interleaves rows by it).
+  for (size_t a = 0; a < kMaxRank; ++a)
+    if (ph.count[a] == 1) p.stride[a] = 1;
   Extent lo, hi;
   const std::vector<char> live = live_taps(p, &lo, &hi);
   const bool all_live = std::find(live.begin(), live.end(), 0) == live.end();
@@ -125,6 +129,7 @@ void trim_to_input(ConvPlan* plan) {
     ph.count[a] = hi[a] - lo[a] + 1;
     p.frame.pad[a] -= lo[a] * p.stride[a] + t_min;  // frame positions
     p.frame.size[a] = checked_add(checked_mul(ph.count[a] - 1, p.stride[a], "frame"), t_max - t_min + 1, "frame");
+    if (ph.count[a] == 1) p.stride[a] = 1;
   }
 }
 
