@@ -7,6 +7,7 @@
 
 #include "../kernels/dispatch.h"
 #include "activation.h"
+#include "../ops/errors.h"
 #include "../ops/interleave.h"
 #include "../ops/parallel.h"
 
@@ -281,6 +282,71 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T*
   });
 }
 
+namespace {
+
+// Element offset in x[n, c] of the input pixel read at the frame position of output index
+// `out` (in the untrimmed grid, `box_first` the box's first) and tap t; -1 for padding.
+int64_t definition_read(const ConvProblem& p, const Extent& out, const Extent& box_first, const Tap& t) {
+  int64_t offset = 0;
+  for (size_t a = 0; a < kMaxRank; ++a) {
+    int64_t f;  // frame distance from input pixel 0; an overflow is far outside the input
+    if (mul_overflows(out[a] - box_first[a], p.stride[a], &f) || add_overflows(f, t.offset[a], &f) ||
+        sub_overflows(f, p.frame.pad[a], &f))
+      return -1;
+    if (f < 0 || f % p.frame.step[a] != 0 || f / p.frame.step[a] >= p.in[a]) return -1;
+    offset += f / p.frame.step[a] * p.x.spatial[a];
+  }
+  return offset;
+}
+
+template <typename T>
+T definition_sum(const ConvProblem& p, const Block& blk, int64_t j, const T* x_image, const T* weight, const T* bias,
+                 const Extent& out, const Extent& box_first) {
+  T sum = bias ? bias[blk.bias_first + j * blk.bias_step] : T(0);
+  const int64_t cg_in = p.in_channels_per_group();
+  for (int64_t c = 0; c < cg_in; ++c)
+    for (const Tap& t : p.phases[blk.phase].taps) {
+      const T w = weight[blk.weight_first + j * blk.weight_channel_step + c * p.weight_input_step + t.weight_offset];
+      const int64_t read = definition_read(p, out, box_first, t);
+      if (read >= 0) sum += w * x_image[(blk.group * cg_in + c) * p.x.c + read];
+      else if (!p.structural_zeros) sum += w * T(0);  // correlations multiply their padding
+    }
+  return sum;
+}
+
+}  // namespace
+
+template <typename T>
+void execute_by_definition(const ConvPlan& plan, const T* x, const T* weight, const T* bias, T* y,
+                           const Epilogue<T>& epilogue) {
+  const ConvProblem& p = plan.problem;
+  const Phase& ph = p.phases[0];
+  const PaddingOutputs grid = plan.padding_outputs.fill ? plan.padding_outputs
+                                                        : PaddingOutputs{false, ph.count, ph.out_first, ph.out_step};
+  Extent box_first;
+  for (size_t a = 0; a < kMaxRank; ++a) box_first[a] = (ph.out_first[a] - grid.first[a]) / grid.step[a];
+  const int64_t grid_rows = grid.count[0] * grid.count[1];
+  parallel_region(plan.threads, [&](int tid, int count) {
+    int64_t begin, end;
+    split_range(p.batch * grid_rows, tid, count, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / grid_rows;
+      Extent out{(r % grid_rows) / grid.count[1], r % grid.count[1], 0};
+      T* row = y + n * p.y.n + (grid.first[0] + out[0] * grid.step[0]) * p.y.spatial[0] +
+               (grid.first[1] + out[1] * grid.step[1]) * p.y.spatial[1];
+      for (const Block& blk : p.blocks)
+        for (int64_t j = 0; j < static_cast<int64_t>(blk.out_offsets.size()); ++j)
+          for (out[2] = 0; out[2] < grid.count[2]; ++out[2])
+            row[blk.out_offsets[size_t(j)] + (grid.first[2] + out[2] * grid.step[2]) * p.y.spatial[2]] =
+                activate(definition_sum(p, blk, j, x + n * p.x.n, weight, bias, out, box_first), epilogue);
+    }
+  });
+}
+
+template void execute_by_definition(const ConvPlan&, const float*, const float*, const float*, float*,
+                                    const Epilogue<float>&);
+template void execute_by_definition(const ConvPlan&, const double*, const double*, const double*, double*,
+                                    const Epilogue<double>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const float*, float*, const Epilogue<float>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<double>&, const double*, double*, const Epilogue<double>&);
 

@@ -11,4 +11,10 @@ namespace spx {
 template <typename T>
 void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T* x, T* y, const Epilogue<T>& epilogue);
 
+// Every output of a plan with by_definition set, summed from the problem and the weights as
+// given (not packed); `bias` may be null.
+template <typename T>
+void execute_by_definition(const ConvPlan& plan, const T* x, const T* weight, const T* bias, T* y,
+                           const Epilogue<T>& epilogue);
+
 }  // namespace spx

@@ -99,10 +99,6 @@ void trim_to_input(ConvPlan* plan) {
   ConvProblem& p = plan->problem;
   if (p.phases.size() != 1) return;
   Phase& ph = p.phases[0];
-  // A single output along an axis has no neighbour: a stride there would only spread the frame
-  // (the rowvec layout de-interleaves rows by it).
-  for (size_t a = 0; a < kMaxRank; ++a)
-    if (ph.count[a] == 1) p.stride[a] = 1;
   Extent lo, hi;
   const std::vector<char> live = live_taps(p, &lo, &hi);
   const bool all_live = std::find(live.begin(), live.end(), 0) == live.end();
@@ -129,7 +125,6 @@ void trim_to_input(ConvPlan* plan) {
     ph.count[a] = hi[a] - lo[a] + 1;
     p.frame.pad[a] -= lo[a] * p.stride[a] + t_min;  // frame positions
     p.frame.size[a] = checked_add(checked_mul(ph.count[a] - 1, p.stride[a], "frame"), t_max - t_min + 1, "frame");
-    if (ph.count[a] == 1) p.stride[a] = 1;
   }
 }
 
@@ -184,7 +179,10 @@ void lay_out_frame(ConvPlan* plan, const TileShapes& k) {
   FrameLayout& fl = plan->frame;
   const bool chanvec = plan->family == Family::kChanvec;
   const int64_t frame_rows = checked_mul(f.size[0], f.size[1], "frame");
-  fl.col_phases = chanvec ? 1 : p.stride[2];
+  // Rowvec rows are de-interleaved by the stride; a single output column has no neighbour to
+  // be interleaved with (and a huge stride would only spread the frame).
+  const bool one_column = p.phases.size() == 1 && p.phases[0].cols() <= 1;
+  fl.col_phases = chanvec || one_column ? 1 : p.stride[2];
   fl.cols_per_phase = ceil_div(f.size[2], fl.col_phases);
   fl.row_len = chanvec ? checked_mul(f.size[2], p.in_channels, "frame row")
                        : checked_mul(fl.col_phases, fl.cols_per_phase, "frame row");
@@ -277,12 +275,27 @@ void split_tasks(ConvPlan* plan, int threads) {
                          : checked_mul(static_cast<int64_t>(plan->mr) * units.max_siblings, plan->buffer_row, "buffers");
 }
 
+// Whether the frame of a (trimmed) single-phase problem would be much larger than its input
+// and output together (estimated in floating point: it may not even fit in 64 bits).
+bool sparse_frame(const ConvProblem& p) {
+  if (p.phases.size() != 1) return false;
+  double frame = double(p.batch) * double(p.in_channels);
+  for (int64_t size : p.frame.size) frame *= double(size);
+  const double arrays = double(p.batch) * (double(p.x.n) + double(p.y.n));
+  return frame > 8 * arrays + double(1 << 20);
+}
+
 }  // namespace
 
 ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads) {
   ConvPlan plan;
   plan.problem = std::move(problem);
   trim_to_input(&plan);
+  if (sparse_frame(plan.problem)) {
+    plan.by_definition = true;
+    plan.threads = threads;
+    return plan;
+  }
   choose_family(&plan, tiles);
   lay_out_frame(&plan, tiles);
   reduction_offsets(&plan);

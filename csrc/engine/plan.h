@@ -62,6 +62,10 @@ struct PaddingOutputs {
 struct ConvPlan {
   ConvProblem problem;
   PaddingOutputs padding_outputs;
+  // Reads too sparse for a frame (taps far apart, e.g. a dilation that jumps over the input):
+  // every output is summed from its definition instead (execute_by_definition), and nothing
+  // below but `threads` is planned.
+  bool by_definition = false;
   Family family = Family::kChanvec;
   size_t mr = 0, nr = 0;
   Units units;

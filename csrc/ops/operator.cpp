@@ -104,6 +104,7 @@ void ConvOperator<T>::run(const ConvShape& s, const T* x, T* y, int threads) con
     return;
   }
   const std::shared_ptr<const ConvPlan> p = plan(s, threads);
+  if (p->by_definition) return execute_by_definition(*p, x, weight_, bias_, y, epilogue_);
   const std::shared_ptr<const PackedWeights<T>> w = packed(*p);
   if (w->had_nonfinite) return run_with_nonfinite_weights(s, *p, *w, x, y);
   execute_conv(*p, *w, x, y, epilogue_);

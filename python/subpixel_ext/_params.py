@@ -517,6 +517,8 @@ def _transposed_window(
         n = smallest + extra
         if n <= 0:
             raise ValueError(f"output size along {letter} would be {n} ({described})")
+        # The native side addresses the full output up to the window's end.
+        _fits(lo + n, f"the end of the output window along {letter} ({described}, output_padding={extra})")
         window.append((lo, hi, n))
     return tuple(window)
 
