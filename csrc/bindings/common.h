@@ -29,6 +29,10 @@ bool has_type(const py::array& a) {
   return py::array_t<T, py::array::c_style>::check_(a);
 }
 
+// Whether the array's data address suits its dtype (numpy's ALIGNED flag): native code reads
+// and writes whole elements. The Python layer copies misaligned inputs and refuses such outputs.
+inline bool is_aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
+
 // Whether two arrays' byte ranges intersect (numpy.may_share_memory's bounds test).
 inline bool overlaps(const py::array& a, const py::array& b) {
   if (a.nbytes() == 0 || b.nbytes() == 0) return false;

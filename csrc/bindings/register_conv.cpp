@@ -29,6 +29,8 @@ class BoundOperator {
             "weight does not match groups");
     const bool has_bias = !bias_.is_none();
     if (has_bias) require(py::isinstance<py::array>(bias_), "bias must be an array or None");
+    require(is_aligned(weight_) && (!has_bias || is_aligned(bias_.cast<py::array>())),
+            "weight and bias must be aligned for their dtype");
     if (make<float>(params, has_bias, activation, slope) || make<double>(params, has_bias, activation, slope)) return;
     throw py::type_error("weight and bias must be C-contiguous float32 or float64 of the same dtype");
   }
@@ -47,6 +49,7 @@ class BoundOperator {
             "out overlaps an input array");
     require(out.writeable(), "out is read-only");
     require(out.flags() & py::array::c_style, "out must be C-contiguous and native-endian");
+    require(is_aligned(out) && is_aligned(x), "x and out must be aligned for their dtype");
     const spx::Extent pad = to_extent(pad_begin, rank_, 0, "pad_begin");
     for (int64_t v : pad) require(v >= 0, "pad_begin must be >= 0");
     const int nt = spx::resolve_threads(threads);

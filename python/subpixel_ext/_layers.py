@@ -67,13 +67,13 @@ class _PreparedCall:
 
     def run(self, x: np.ndarray, out: Optional[np.ndarray], threads: int) -> np.ndarray:
         geometry, dtype = self.geometry, self.dtype
-        if x.dtype is not dtype or not x.flags.c_contiguous:
+        if x.dtype is not dtype or not x.flags.c_contiguous or not x.flags.aligned:
             xc = _p.as_compute(x, dtype)
             return run_native(self.native, geometry, xc, dtype, out, threads, (x,))
         if out is None:
             y = np.empty(geometry.out_shape, dtype)
         elif type(out) is np.ndarray and out.shape == geometry.out_shape and out.dtype is dtype:
-            y = out  # the native call checks layout, writeability and overlap with x
+            y = out  # the native call checks layout, alignment, writeability and overlap with x
         else:
             y = _p.check_out(out, geometry.out_shape, dtype, [])
         if y.size:
