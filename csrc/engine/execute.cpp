@@ -286,11 +286,12 @@ namespace {
 
 // Element offset in x[n, c] of the input pixel read at the frame position of output index
 // `out` (in the untrimmed grid, `box_first` the box's first) and tap t; -1 for padding.
-int64_t definition_read(const ConvProblem& p, const Extent& out, const Extent& box_first, const Tap& t) {
+int64_t definition_read(const ConvProblem& p, const PaddingOutputs& grid, const Extent& out, const Extent& box_first,
+                        const Tap& t) {
   int64_t offset = 0;
   for (size_t a = 0; a < kMaxRank; ++a) {
     int64_t f;  // frame distance from input pixel 0; an overflow is far outside the input
-    if (mul_overflows(out[a] - box_first[a], p.stride[a], &f) || add_overflows(f, t.offset[a], &f) ||
+    if (mul_overflows(out[a] - box_first[a], grid.stride[a], &f) || add_overflows(f, t.offset[a], &f) ||
         sub_overflows(f, p.frame.pad[a], &f))
       return -1;
     if (f < 0 || f % p.frame.step[a] != 0 || f / p.frame.step[a] >= p.in[a]) return -1;
@@ -300,14 +301,14 @@ int64_t definition_read(const ConvProblem& p, const Extent& out, const Extent& b
 }
 
 template <typename T>
-T definition_sum(const ConvProblem& p, const Block& blk, int64_t j, const T* x_image, const T* weight, const T* bias,
-                 const Extent& out, const Extent& box_first) {
+T definition_sum(const ConvProblem& p, const PaddingOutputs& grid, const Block& blk, int64_t j, const T* x_image,
+                 const T* weight, const T* bias, const Extent& out, const Extent& box_first) {
   T sum = bias ? bias[blk.bias_first + j * blk.bias_step] : T(0);
   const int64_t cg_in = p.in_channels_per_group();
   for (int64_t c = 0; c < cg_in; ++c)
     for (const Tap& t : p.phases[blk.phase].taps) {
       const T w = weight[blk.weight_first + j * blk.weight_channel_step + c * p.weight_input_step + t.weight_offset];
-      const int64_t read = definition_read(p, out, box_first, t);
+      const int64_t read = definition_read(p, grid, out, box_first, t);
       if (read >= 0) sum += w * x_image[(blk.group * cg_in + c) * p.x.c + read];
       else if (!p.structural_zeros) sum += w * T(0);  // correlations multiply their padding
     }
@@ -321,8 +322,9 @@ void execute_by_definition(const ConvPlan& plan, const T* x, const T* weight, co
                            const Epilogue<T>& epilogue) {
   const ConvProblem& p = plan.problem;
   const Phase& ph = p.phases[0];
-  const PaddingOutputs grid = plan.padding_outputs.fill ? plan.padding_outputs
-                                                        : PaddingOutputs{false, ph.count, ph.out_first, ph.out_step};
+  const PaddingOutputs grid = plan.padding_outputs.fill
+                                  ? plan.padding_outputs
+                                  : PaddingOutputs{false, ph.count, ph.out_first, ph.out_step, p.stride};
   Extent box_first;
   for (size_t a = 0; a < kMaxRank; ++a) box_first[a] = (ph.out_first[a] - grid.first[a]) / grid.step[a];
   const int64_t grid_rows = grid.count[0] * grid.count[1];
@@ -338,7 +340,7 @@ void execute_by_definition(const ConvPlan& plan, const T* x, const T* weight, co
         for (int64_t j = 0; j < static_cast<int64_t>(blk.out_offsets.size()); ++j)
           for (out[2] = 0; out[2] < grid.count[2]; ++out[2])
             row[blk.out_offsets[size_t(j)] + (grid.first[2] + out[2] * grid.step[2]) * p.y.spatial[2]] =
-                activate(definition_sum(p, blk, j, x + n * p.x.n, weight, bias, out, box_first), epilogue);
+                activate(definition_sum(p, grid, blk, j, x + n * p.x.n, weight, bias, out, box_first), epilogue);
     }
   });
 }

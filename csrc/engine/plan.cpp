@@ -92,6 +92,13 @@ std::vector<char> live_taps(const ConvProblem& p, Extent* lo, Extent* hi) {
   return live;
 }
 
+// A single output along an axis has no neighbour: its stride would only spread the rowvec
+// frame's de-interleaved rows and the tiles' pixel steps (past int64 for a huge one).
+void single_outputs_without_stride(ConvProblem* p) {
+  for (size_t a = 0; a < kMaxRank; ++a)
+    if (p->phases[0].count[a] == 1) p->stride[a] = 1;
+}
+
 // Padding that no output reads costs nothing: a single-phase problem is narrowed to the box of
 // outputs that reach the input and to the taps that do (see PaddingOutputs), its frame to their
 // reads. Problems without such outputs and taps are left exactly as described.
@@ -104,8 +111,8 @@ void trim_to_input(ConvPlan* plan) {
   const bool all_live = std::find(live.begin(), live.end(), 0) == live.end();
   bool any_live = std::find(live.begin(), live.end(), 1) != live.end(), whole = any_live;
   for (size_t a = 0; a < kMaxRank; ++a) whole = whole && lo[a] == 0 && hi[a] == ph.count[a] - 1;
-  if (whole && all_live) return;
-  plan->padding_outputs = {!whole, ph.count, ph.out_first, ph.out_step};
+  if (whole && all_live) return single_outputs_without_stride(&p);
+  plan->padding_outputs = {!whole, ph.count, ph.out_first, ph.out_step, p.stride};
   if (!p.keep_padding_taps) {
     std::vector<Tap> kept;
     for (size_t t = 0; t < ph.taps.size(); ++t)
@@ -126,6 +133,7 @@ void trim_to_input(ConvPlan* plan) {
     p.frame.pad[a] -= lo[a] * p.stride[a] + t_min;  // frame positions
     p.frame.size[a] = checked_add(checked_mul(ph.count[a] - 1, p.stride[a], "frame"), t_max - t_min + 1, "frame");
   }
+  single_outputs_without_stride(&p);
 }
 
 size_t tile_channels(const TileShapes& k, Family f) {
@@ -179,10 +187,7 @@ void lay_out_frame(ConvPlan* plan, const TileShapes& k) {
   FrameLayout& fl = plan->frame;
   const bool chanvec = plan->family == Family::kChanvec;
   const int64_t frame_rows = checked_mul(f.size[0], f.size[1], "frame");
-  // Rowvec rows are de-interleaved by the stride; a single output column has no neighbour to
-  // be interleaved with (and a huge stride would only spread the frame).
-  const bool one_column = p.phases.size() == 1 && p.phases[0].cols() <= 1;
-  fl.col_phases = chanvec || one_column ? 1 : p.stride[2];
+  fl.col_phases = chanvec ? 1 : p.stride[2];
   fl.cols_per_phase = ceil_div(f.size[2], fl.col_phases);
   fl.row_len = chanvec ? checked_mul(f.size[2], p.in_channels, "frame row")
                        : checked_mul(fl.col_phases, fl.cols_per_phase, "frame row");

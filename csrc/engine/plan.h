@@ -57,6 +57,7 @@ struct PackLayout {
 struct PaddingOutputs {
   bool fill = false;
   Extent count{}, first{}, step{};
+  Extent stride{};  // the problem's stride before trimming
 };
 
 struct ConvPlan {
