@@ -821,3 +821,58 @@ def test_huge_stride_on_a_tiny_input_is_valid_and_fast() -> None:
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     slow_or_wrong = {k: v for k, v in report.items() if v[0] is not True or v[1] > 0.5}
     assert not slow_or_wrong, slow_or_wrong
+
+
+# ============================================================================ Ctrl-C
+
+CTRL_C_SCRIPT = r'''
+import json, os, signal, threading, time
+import numpy as np, subpixel_ext as spx
+x = np.ones((4, 64, 96, 96), np.float32); w = np.ones((64, 64, 3, 3), np.float32)
+layer = spx.Conv2d(w, padding=1)
+expected = layer(x, num_threads=2)
+t = time.perf_counter(); layer(x, num_threads=2); full = time.perf_counter() - t
+x_before = x.copy()
+report = {"full": full}
+
+def interrupt_soon(delay):
+    def fire():
+        time.sleep(delay)
+        report["sent"] = time.perf_counter()
+        os.kill(os.getpid(), signal.SIGINT)
+    thread = threading.Thread(target=fire)
+    thread.start()
+    return thread
+
+thread = interrupt_soon(full * 0.2)
+try:
+    for _ in range(20):
+        layer(x, num_threads=2)
+    report["outcome"] = "finished"
+except KeyboardInterrupt:
+    report["outcome"] = "KeyboardInterrupt"
+    report["after_signal"] = time.perf_counter() - report["sent"]
+thread.join()
+report["inputs_intact"] = bool(np.array_equal(x, x_before))
+report["next_call_exact"] = bool(np.array_equal(layer(x, num_threads=2), expected))
+# A Python handler that does not raise: the call must run to completion, never stop early.
+caught = []
+signal.signal(signal.SIGINT, lambda *args: caught.append(1))
+thread = interrupt_soon(full * 0.2)
+y = spx.conv2d(x, w, padding=1, num_threads=2)
+thread.join()
+report["custom_handler_exact"] = bool(np.array_equal(y, expected))
+print(json.dumps(report))
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="needs POSIX signals")
+def test_ctrl_c_interrupts_a_long_call() -> None:
+    # Was: KeyboardInterrupt only after the native call returned.
+    proc = run_child(CTRL_C_SCRIPT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["outcome"] == "KeyboardInterrupt", report
+    # Stopped long before the call (and the 19 after it) would have finished.
+    assert report["after_signal"] < 0.5 * report["full"] + 0.1, report
+    assert report["inputs_intact"] and report["next_call_exact"] and report["custom_handler_exact"], report

@@ -9,6 +9,7 @@
 #include "../ops/operator.h"
 #include "../ops/parallel.h"
 #include "common.h"
+#include "interrupt.h"
 #include "register.h"
 
 namespace spx_bind {
@@ -77,8 +78,14 @@ class BoundOperator {
                   int threads) {
     const T* xp = static_cast<const T*>(x.data());
     T* yp = static_cast<T*>(out.mutable_data());
-    py::gil_scoped_release nogil;
-    op.run(shape, xp, yp, threads);
+    // About a millisecond of work or more can be interrupted with Ctrl-C.
+    const double macs = double(out.size()) * double(shape.in_channels / shape.groups) * double(spx::volume(shape.kernel));
+    InterruptibleCall interrupt(macs > 2e7);
+    {
+      py::gil_scoped_release nogil;
+      op.run(shape, xp, yp, threads);
+    }
+    interrupt.raise_if_interrupted();
   }
 
   py::array weight_;

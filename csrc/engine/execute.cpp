@@ -1,6 +1,7 @@
 #include "execute.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -139,6 +140,7 @@ struct TaskContext {
   T* buffer;                               // this thread's row buffers
   std::vector<ptrdiff_t> buffer_offsets;   // per tile channel, into the buffer
   std::vector<T*> sibling_rows;
+  const std::atomic<bool>* stop;           // polled between rows (see stop_flag)
 };
 
 // One output row of block b, channel tile `tile`, with the chanvec kernel.
@@ -241,6 +243,7 @@ void run_task(TaskContext<T>& cx, int64_t task) {
   const int64_t tiles = plan.pack.tiles_first[unit[0] + 1] - plan.pack.tiles_first[unit[0]];
   for (int64_t tile = 0; tile < tiles; ++tile)
     for (int64_t i = i0; i < i1; ++i) {
+      if (cx.stop->load(std::memory_order_relaxed)) return;
       if (plan.family == Family::kChanvec) {
         chanvec_row(cx, n, unit[0], tile, i);
         continue;
@@ -264,7 +267,8 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T*
   const int64_t padding_rows = padding.fill ? plan.problem.batch * padding.count[0] * padding.count[1] : 0;
   std::vector<TaskContext<T>> contexts;
   for (int t = 0; t < plan.threads; ++t) {
-    contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {}});
+    contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {},
+                        &stop_flag()});
     contexts.back().sibling_rows.resize(static_cast<size_t>(plan.units.max_siblings));
     for (size_t i = 0; i < plan.mr; ++i)
       contexts.back().buffer_offsets.push_back(static_cast<ptrdiff_t>(int64_t(i) * plan.units.max_siblings * plan.buffer_row));

@@ -22,6 +22,8 @@ namespace {
 std::atomic<bool> g_in_forked_child{false};
 std::atomic<long> g_loaded_in_pid{0};
 std::atomic<bool> g_openmp_loaded_before_us{false};
+const std::atomic<bool> g_never_stop{false};
+thread_local const std::atomic<bool>* t_stop_flag = &g_never_stop;
 // set_num_threads() value shared by all Python threads (OpenMP's own setting is per thread);
 // 0 means "ask OpenMP", which honours OMP_NUM_THREADS and threadpoolctl.
 std::atomic<int> g_default_threads{0};
@@ -118,6 +120,9 @@ bool run_on_helper_thread(void (*fn)(void*), void* arg) {
   helper->changed.wait(lock, [helper] { return helper->fn == nullptr; });
   return true;
 }
+
+const std::atomic<bool>& stop_flag() { return *t_stop_flag; }
+void set_stop_flag(const std::atomic<bool>* flag) { t_stop_flag = flag ? flag : &g_never_stop; }
 
 bool openmp_enabled() {
 #ifdef _OPENMP

@@ -1,6 +1,7 @@
 // Threading: one OpenMP parallel region per call, static deterministic work split.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #ifdef _OPENMP
@@ -28,6 +29,12 @@ void set_default_threads(int n);
 bool needs_helper_thread();
 // Runs fn(arg) on the helper thread and waits; false (nothing run) if it cannot be started.
 bool run_on_helper_thread(void (*fn)(void*), void* arg);
+
+// Interrupting a long call: the code that starts it (the bindings, on a Ctrl-C) points the
+// calling thread's stop flag at a flag of its own; the engine's tasks poll it between output
+// rows and stop early (the output is then unspecified). By default a constant false.
+const std::atomic<bool>& stop_flag();
+void set_stop_flag(const std::atomic<bool>* flag);  // nullptr: the default
 
 // [begin, end) of `total` items for thread `tid` of `count`: contiguous, deterministic.
 inline void split_range(int64_t total, int tid, int count, int64_t* begin, int64_t* end) {
