@@ -123,3 +123,20 @@ def test_unknown_workload_name_is_refused(tmp_path: Path) -> None:
     done = run_bench(tmp_path, "--only", "no_such_workload")
     assert done.returncode == 2
     assert "no_such_workload" in done.stderr
+
+
+def test_two_thread_counts_write_two_reports_and_the_speedups(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "t{threads}.json")
+    done = run_bench(tmp_path, "--no-peers", "--only", "tiny_subpixel,tiny2d", "--threads", "1,2", "--json", pattern)
+    assert done.returncode == 0, done.stderr
+    for threads in (1, 2):
+        report = json.loads(Path(pattern.format(threads=threads)).read_text(encoding="utf-8"))
+        assert report["threads"] == threads
+        for workload in report["workloads"]:
+            assert workload["channels_last_over_channels_first"] > 0
+    assert "Scaling (informational):" in done.stdout
+
+
+def test_several_thread_counts_need_a_json_placeholder(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "--no-peers", "--threads", "1,2", "--json", str(tmp_path / "one.json"))
+    assert done.returncode == 2 and "{threads}" in done.stderr

@@ -18,6 +18,7 @@ void check_pair(const py::array& src, const py::array& dst) {
   require(dst.writeable(), "out is read-only");
   require(is_aligned(src) && is_aligned(dst), "src and out must be aligned for their dtype");
   require(!overlaps(src, dst), "out overlaps the input");
+  require(spx::movable_element_size(static_cast<size_t>(src.itemsize())), "elements must have 1, 2, 4, 8, 16 or 32 bytes");
 }
 
 void pixel_shuffle(const py::array& src, py::array dst, int64_t batch, int64_t channels, const std::vector<int64_t>& low,

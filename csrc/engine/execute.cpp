@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "../kernels/dispatch.h"
@@ -15,16 +16,53 @@
 namespace spx {
 namespace {
 
-template <typename T>
-const ConvKernels<T>& kernels_for();
+template <typename S>
+const ConvKernels<compute_t<S>, S>& kernels_for();
 template <>
 const ConvKernels<float>& kernels_for<float>() { return kernels().f32; }
 template <>
 const ConvKernels<double>& kernels_for<double>() { return kernels().f64; }
+template <>
+const ConvKernels<float, Float16>& kernels_for<Float16>() { return kernels().f16; }
+template <>
+const ConvKernels<float, BFloat16>& kernels_for<BFloat16>() { return kernels().bf16; }
+
+// n contiguous input elements into the frame, widened to the compute type (half precision by
+// the dispatched ISA's conversion kernel).
+void copy_run(const float* src, float* dst, int64_t n) { std::memcpy(dst, src, sizeof(float) * size_t(n)); }
+void copy_run(const double* src, double* dst, int64_t n) { std::memcpy(dst, src, sizeof(double) * size_t(n)); }
+void copy_run(const Float16* src, float* dst, int64_t n) { kernels().widen_f16(src, 1, dst, size_t(n)); }
+void copy_run(const BFloat16* src, float* dst, int64_t n) { kernels().widen_bf16(src, 1, dst, size_t(n)); }
+void widen_strided(const Float16* src, int64_t stride, float* dst, int64_t n) {
+  kernels().widen_f16(src, static_cast<ptrdiff_t>(stride), dst, size_t(n));
+}
+void widen_strided(const BFloat16* src, int64_t stride, float* dst, int64_t n) {
+  kernels().widen_bf16(src, static_cast<ptrdiff_t>(stride), dst, size_t(n));
+}
+
+// put(j, value) for the n input elements src[j * stride] in the compute type: half precision
+// converted a chunk at a time by the conversion kernel, the compute types read as they are.
+template <typename S, typename Put>
+void for_each_input(const S* src, int64_t stride, int64_t n, Put put) {
+  if constexpr (std::is_same<S, compute_t<S>>::value) {
+    for (int64_t j = 0; j < n; ++j) put(j, src[j * stride]);
+  } else {
+    constexpr int64_t kChunk = 256;
+    float chunk[kChunk];
+    for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+      const int64_t m = std::min(kChunk, n - j0);
+      widen_strided(src + j0 * stride, stride, chunk, m);
+      for (int64_t j = 0; j < m; ++j) put(j0 + j, chunk[j]);
+    }
+  }
+}
+
+// Columns per block when a channel-major input is transposed into a channels-last frame.
+constexpr int64_t kTransposeColumns = 16;
 
 // Input row (fd, fh) of the frame, or nullptr when that frame row is padding.
-template <typename T>
-const T* input_row(const ConvProblem& p, const T* x_image, int64_t frame_row) {
+template <typename S>
+const S* input_row(const ConvProblem& p, const S* x_image, int64_t frame_row) {
   const InputFrame& f = p.frame;
   const int64_t rd = frame_row / f.size[1] - f.pad[0], rh = frame_row % f.size[1] - f.pad[1];
   if (rd < 0 || rh < 0 || rd % f.step[0] || rh % f.step[1] || rd / f.step[0] >= p.in[0] || rh / f.step[1] >= p.in[1])
@@ -33,9 +71,10 @@ const T* input_row(const ConvProblem& p, const T* x_image, int64_t frame_row) {
 }
 
 // Frame rows [begin, end): a zero-padded (and zero-inserted) copy of the input in the
-// family's layout. Rows are (n, fd, fh) for chanvec and (n, c, fd, fh) for rowvec.
-template <typename T>
-void build_frame(const ConvPlan& plan, const T* x, T* frame, int64_t begin, int64_t end) {
+// family's layout, in the compute type. Rows are (n, fd, fh) for chanvec and (n, c, fd, fh)
+// for rowvec.
+template <typename S, typename T = compute_t<S>>
+void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int64_t end) {
   const ConvProblem& p = plan.problem;
   const FrameLayout& fl = plan.frame;
   const InputFrame& f = p.frame;
@@ -50,27 +89,34 @@ void build_frame(const ConvPlan& plan, const T* x, T* frame, int64_t begin, int6
     T* dst = frame + r * fl.row_len;
     std::memset(dst, 0, sizeof(T) * static_cast<size_t>(fl.row_len));
     const int64_t plane_index = r / rows_per_plane;
-    const T* image = chanvec ? x + plane_index * p.x.n
+    const S* image = chanvec ? x + plane_index * p.x.n
                              : x + (plane_index / p.in_channels) * p.x.n + (plane_index % p.in_channels) * p.x.c;
-    const T* src = input_row(p, image, r % rows_per_plane);
+    const S* src = input_row(p, image, r % rows_per_plane);
     if (!src) continue;
     src += skip * xs;
     if (chanvec) {
       T* d = dst + pad * p.in_channels;
       const int64_t d_step = f.step[2] * p.in_channels;
-      if (p.x.c == 1) {
-        for (int64_t j = 0; j < in_cols; ++j) std::memcpy(d + j * d_step, src + j * xs, sizeof(T) * size_t(p.in_channels));
-      } else {  // channel-major input: read each channel's row contiguously
-        for (int64_t c = 0; c < p.in_channels; ++c)
-          for (int64_t j = 0; j < in_cols; ++j) d[j * d_step + c] = src[c * p.x.c + j * xs];
+      if (p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels) {  // the whole row in one run
+        copy_run(src, d, in_cols * p.in_channels);
+      } else if (p.x.c == 1) {
+        for (int64_t j = 0; j < in_cols; ++j) copy_run(src + j * xs, d + j * d_step, p.in_channels);
+      } else {  // channel-major input: each channel's row read contiguously, a block of
+        // columns at a time so that the frame pixels being filled stay in the L1 cache
+        for (int64_t j0 = 0; j0 < in_cols; j0 += kTransposeColumns) {
+          const int64_t m = std::min(kTransposeColumns, in_cols - j0);
+          T* dj = d + j0 * d_step;
+          for (int64_t c = 0; c < p.in_channels; ++c)
+            for_each_input(src + c * p.x.c + j0 * xs, xs, m, [&](int64_t j, T v) { dj[j * d_step + c] = v; });
+        }
       }
     } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
-      std::memcpy(dst + pad, src, sizeof(T) * static_cast<size_t>(in_cols));
+      copy_run(src, dst + pad, in_cols);
     } else {
-      for (int64_t j = 0; j < in_cols; ++j) {
+      for_each_input(src, xs, in_cols, [&](int64_t j, T v) {
         const int64_t col = pad + j * f.step[2];
-        dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = src[j * xs];
-      }
+        dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = v;
+      });
     }
   }
 }
@@ -97,20 +143,20 @@ std::vector<T> padding_values(const ConvPlan& plan, const PackedWeights<T>& pack
 
 // Rows [begin, end) of (image, rows of the untrimmed phase grid) of every channel: the padding
 // values (the engine then overwrites the outputs that reach the input).
-template <typename T>
-void fill_padding_outputs(const ConvPlan& plan, const std::vector<T>& values, T* y, int64_t begin, int64_t end) {
+template <typename S, typename T>
+void fill_padding_outputs(const ConvPlan& plan, const std::vector<T>& values, S* y, int64_t begin, int64_t end) {
   const ConvProblem& p = plan.problem;
   const PaddingOutputs& g = plan.padding_outputs;
   const int64_t grid_rows = g.count[0] * g.count[1];
   for (int64_t r = begin; r < end; ++r) {
     const int64_t n = r / grid_rows, i0 = (r % grid_rows) / g.count[1], i1 = r % g.count[1];
-    T* row = y + n * p.y.n + (g.first[0] + i0 * g.step[0]) * p.y.spatial[0] + (g.first[1] + i1 * g.step[1]) * p.y.spatial[1] +
+    S* row = y + n * p.y.n + (g.first[0] + i0 * g.step[0]) * p.y.spatial[0] + (g.first[1] + i1 * g.step[1]) * p.y.spatial[1] +
              g.first[2] * p.y.spatial[2];
     const int64_t col_step = g.step[2] * p.y.spatial[2];
     size_t v = 0;
     for (const Block& blk : p.blocks)
       for (int64_t offset : blk.out_offsets) {
-        for (int64_t i2 = 0; i2 < g.count[2]; ++i2) row[offset + i2 * col_step] = values[v];
+        for (int64_t i2 = 0; i2 < g.count[2]; ++i2) narrow_to(row + offset + i2 * col_step, values[v]);
         ++v;
       }
   }
@@ -128,31 +174,32 @@ int64_t frame_row(const ConvPlan& plan, const Phase& ph, int64_t i) {
   return (id * p.stride[0] * p.frame.size[1] + ih * p.stride[1]) * plan.frame.row_len;
 }
 
-// Everything one thread's tasks share.
-template <typename T>
+// Everything one thread's tasks share: outputs and row buffers are stored as S, the frame and
+// the weights are in S's compute type T.
+template <typename S, typename T = compute_t<S>>
 struct TaskContext {
   const ConvPlan& plan;
   const PackedWeights<T>& packed;
-  const ConvKernels<T>& kernels;
+  const ConvKernels<T, S>& kernels;
   const T* frame;
-  T* y;
+  S* y;
   Epilogue<T> epilogue;
-  T* buffer;                               // this thread's row buffers
+  S* buffer;                               // this thread's row buffers
   std::vector<ptrdiff_t> buffer_offsets;   // per tile channel, into the buffer
-  std::vector<T*> sibling_rows;
+  std::vector<S*> sibling_rows;
   const std::atomic<bool>* stop;           // polled between rows (see stop_flag)
 };
 
 // One output row of block b, channel tile `tile`, with the chanvec kernel.
-template <typename T>
-void chanvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t i) {
+template <typename S, typename T>
+void chanvec_row(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int64_t i) {
   const ConvPlan& plan = cx.plan;
   const ConvProblem& p = plan.problem;
   const Block& blk = p.blocks[b];
   const Phase& ph = p.phases[blk.phase];
   const int64_t tile_ch = plan.pack.tile_channels, cg_in = p.in_channels_per_group();
   const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
-  ChanvecArgs<T> a;
+  ChanvecArgs<T, S> a;
   a.taps = ph.taps.size();
   a.channels = static_cast<size_t>(cg_in);
   a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride[2] * p.in_channels);
@@ -165,7 +212,7 @@ void chanvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t 
   a.y_channel_offsets = plan.out_offsets[b].data() + tile * tile_ch;
   a.epilogue = cx.epilogue;
   const T* x_row = cx.frame + n * plan.frame.plane + frame_row(plan, ph, i) + blk.group * cg_in;
-  T* y_row = cx.y + n * p.y.n + output_row(p, ph, i);
+  S* y_row = cx.y + n * p.y.n + output_row(p, ph, i);
   const int64_t mr = static_cast<int64_t>(plan.mr);
   for (int64_t j0 = 0; j0 < ph.cols(); j0 += mr) {
     a.mr_valid = static_cast<size_t>(std::min(mr, ph.cols() - j0));
@@ -176,15 +223,15 @@ void chanvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t 
 }
 
 // One output row of block b with a rowvec kernel, into y or (buffered) into sibling row `sib`.
-template <typename T>
-void rowvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t i, int64_t sib, bool buffered) {
+template <typename S, typename T>
+void rowvec_row(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int64_t i, int64_t sib, bool buffered) {
   const ConvPlan& plan = cx.plan;
   const ConvProblem& p = plan.problem;
   const Block& blk = p.blocks[b];
   const Phase& ph = p.phases[blk.phase];
   const int64_t tile_ch = plan.pack.tile_channels;
   const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
-  RowvecArgs<T> a;
+  RowvecArgs<T, S> a;
   a.k = plan.reduction_offsets[blk.phase].size();
   a.x_offsets = plan.reduction_offsets[blk.phase].data();
   a.mr_valid = static_cast<size_t>(std::min(tile_ch, channels - tile * tile_ch));
@@ -193,10 +240,10 @@ void rowvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t i
   a.y_channel_offsets = buffered ? cx.buffer_offsets.data() : plan.out_offsets[b].data() + tile * tile_ch;
   a.y_pixel_stride = buffered ? 1 : static_cast<ptrdiff_t>(ph.out_step[2] * p.y.spatial[2]);
   a.epilogue = cx.epilogue;
-  T* y_base = buffered ? cx.buffer + sib * plan.buffer_row : cx.y + n * p.y.n + output_row(p, ph, i);
+  S* y_base = buffered ? cx.buffer + sib * plan.buffer_row : cx.y + n * p.y.n + output_row(p, ph, i);
   const T* x_row = cx.frame + (n * p.in_channels + blk.group * p.in_channels_per_group()) * plan.frame.plane +
                    frame_row(plan, ph, i);
-  void (*const kernel)(const RowvecArgs<T>&) = plan.family == Family::kRowvec1 ? cx.kernels.rowvec1 : cx.kernels.rowvec;
+  void (*const kernel)(const RowvecArgs<T, S>&) = plan.family == Family::kRowvec1 ? cx.kernels.rowvec1 : cx.kernels.rowvec;
   const int64_t nr = static_cast<int64_t>(plan.nr);
   for (int64_t j0 = 0; j0 < ph.cols(); j0 += nr) {
     a.nr_valid = static_cast<size_t>(std::min(nr, ph.cols() - j0));
@@ -207,8 +254,8 @@ void rowvec_row(TaskContext<T>& cx, int64_t n, size_t b, int64_t tile, int64_t i
 }
 
 // Interleaves the siblings' buffered rows into output row i of the tile's channels.
-template <typename T>
-void interleave_siblings(TaskContext<T>& cx, int64_t n, size_t u, int64_t tile, int64_t i) {
+template <typename S, typename T>
+void interleave_siblings(TaskContext<S, T>& cx, int64_t n, size_t u, int64_t tile, int64_t i) {
   const ConvPlan& plan = cx.plan;
   const ConvProblem& p = plan.problem;
   const std::vector<size_t>& unit = plan.units.blocks[u];
@@ -219,7 +266,7 @@ void interleave_siblings(TaskContext<T>& cx, int64_t n, size_t u, int64_t tile, 
   const ptrdiff_t* ooff = plan.out_offsets[unit[0]].data() + tile * tile_ch;
   const int64_t row = n * p.y.n + output_row(p, p.phases[first.phase], i);
   for (int64_t c = 0; c < valid; ++c) {
-    T* out = cx.y + row + ooff[c];
+    S* out = cx.y + row + ooff[c];
     for (int64_t sib = 0; sib < siblings; ++sib)
       cx.sibling_rows[size_t(sib)] = cx.buffer + cx.buffer_offsets[size_t(c)] + sib * plan.buffer_row;
     interleave_rows(out, cx.sibling_rows.data(), full, siblings, false);
@@ -229,8 +276,8 @@ void interleave_siblings(TaskContext<T>& cx, int64_t n, size_t u, int64_t tile, 
   }
 }
 
-template <typename T>
-void run_task(TaskContext<T>& cx, int64_t task) {
+template <typename S, typename T>
+void run_task(TaskContext<S, T>& cx, int64_t task) {
   const ConvPlan& plan = cx.plan;
   const ConvProblem& p = plan.problem;
   const int64_t n = task / plan.tasks_per_image, in_image = task % plan.tasks_per_image;
@@ -255,17 +302,19 @@ void run_task(TaskContext<T>& cx, int64_t task) {
 
 }  // namespace
 
-template <typename T>
-void execute_conv(const ConvPlan& plan, const PackedWeights<T>& packed, const T* x, T* y, const Epilogue<T>& epilogue) {
+template <typename S>
+void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packed, const S* x, S* y,
+                  const Epilogue<compute_t<S>>& epilogue) {
+  typedef compute_t<S> T;
   // Uninitialized on purpose: every element is written before it is read.
   std::unique_ptr<T[]> frame(new T[static_cast<size_t>(plan.frame.elements)]);
-  std::unique_ptr<T[]> buffers(new T[static_cast<size_t>(plan.buffer_len * plan.threads)]);
-  const ConvKernels<T>& kernels = kernels_for<T>();
+  std::unique_ptr<S[]> buffers(new S[static_cast<size_t>(plan.buffer_len * plan.threads)]);
+  const ConvKernels<T, S>& kernels = kernels_for<S>();
   const int64_t frame_end = plan.frame.rows * plan.frame.row_len;
   const PaddingOutputs& padding = plan.padding_outputs;
   const std::vector<T> padding_value = padding.fill ? padding_values(plan, packed, epilogue) : std::vector<T>();
   const int64_t padding_rows = padding.fill ? plan.problem.batch * padding.count[0] * padding.count[1] : 0;
-  std::vector<TaskContext<T>> contexts;
+  std::vector<TaskContext<S>> contexts;
   for (int t = 0; t < plan.threads; ++t) {
     contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {},
                         &stop_flag()});
@@ -355,5 +404,7 @@ template void execute_by_definition(const ConvPlan&, const double*, const double
                                     const Epilogue<double>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const float*, float*, const Epilogue<float>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<double>&, const double*, double*, const Epilogue<double>&);
+template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const Float16*, Float16*, const Epilogue<float>&);
+template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const BFloat16*, BFloat16*, const Epilogue<float>&);
 
 }  // namespace spx

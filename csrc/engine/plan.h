@@ -18,8 +18,8 @@ struct TileShapes {
   size_t lanes, rowvec_mr, rowvec_nr, rowvec1_nr, chanvec_mr, chanvec_nr;
 };
 
-template <typename T>
-TileShapes tile_shapes(const ConvKernels<T>& k) {
+template <typename T, typename Y>
+TileShapes tile_shapes(const ConvKernels<T, Y>& k) {
   return {k.lanes, k.rowvec_mr, k.rowvec_nr, k.rowvec1_nr, k.chanvec_mr, k.chanvec_nr};
 }
 

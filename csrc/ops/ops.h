@@ -48,6 +48,10 @@ struct ShuffleArgs {
   bool dcr, channels_last, to_low;
   int threads;
 };
+// Element sizes the data movement handles: every NumPy numeric dtype's.
+inline bool movable_element_size(size_t size) {
+  return size == 1 || size == 2 || size == 4 || size == 8 || size == 16 || size == 32;
+}
 void pixel_shuffle(const ShuffleArgs& a, const void* src, void* dst, size_t element_size);
 
 // (batch, *spatial) -> (batch, *(spatial*stride)) with x[b, i] at [b, i*stride], zeros elsewhere.

@@ -1,5 +1,6 @@
 // The transposed convolution's scatter form: the definition itself. Used for tiny problems
 // and to recompute the outputs where non-finite weights met the engine's structural zeros.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <utility>
@@ -40,24 +41,38 @@ struct Scatter {
   int64_t x_offset(int64_t n, int64_t c, const Extent& i) const {
     return n * xs.n + c * xs.c + i[0] * xs.spatial[0] + i[1] * xs.spatial[1] + i[2] * xs.spatial[2];
   }
+  // The kernel elements [first, end) of axis a that take input index i into the output
+  // window (o = i*stride + k*dilation - pad in [0, out)), and o for k = 0.
+  struct TapRange {
+    int64_t first, end, origin;
+  };
+  TapRange taps_in_window(const Extent& i, size_t a) const {
+    const int64_t origin = output_index(i, 0, a), d = s.dilation[a];
+    // In unsigned arithmetic: out - 1 - origin is in [0, 2**64) and may not fit an int64.
+    const int64_t first = origin >= 0 ? 0 : -(origin / d) + (origin % d != 0);
+    const uint64_t span = static_cast<uint64_t>(s.out[a] - 1) - static_cast<uint64_t>(origin);
+    const int64_t end = origin >= s.out[a] ? 0
+                        : static_cast<int64_t>(std::min<uint64_t>(static_cast<uint64_t>(s.kernel[a]),
+                                                                  span / static_cast<uint64_t>(d) + 1));
+    return {first, std::max(first, end), origin};
+  }
   // y[n, every output channel of input channel ci's group, every output x reaches] += x * w[ci, :, k]
   template <typename T>
   void add_all_taps(T xv, const T* w, int64_t n, int64_t ci, const Extent& i, T* y) const {
     T* out = y + n * ys.n + (ci / cg_in) * cg_out * ys.c;
     const T* wp = w + ci * cg_out * taps;
-    for (int64_t k0 = 0; k0 < s.kernel[0]; ++k0) {
-      const int64_t o0 = output_index(i, k0, 0);
-      if (o0 < 0 || o0 >= s.out[0]) continue;
-      for (int64_t k1 = 0; k1 < s.kernel[1]; ++k1) {
-        const int64_t o1 = output_index(i, k1, 1);
-        if (o1 < 0 || o1 >= s.out[1]) continue;
-        for (int64_t k2 = 0; k2 < s.kernel[2]; ++k2) {
-          const int64_t o2 = output_index(i, k2, 2);
-          if (o2 < 0 || o2 >= s.out[2]) continue;
-          T* o = out + o0 * ys.spatial[0] + o1 * ys.spatial[1] + o2 * ys.spatial[2];
-          const T* wk = wp + (k0 * s.kernel[1] + k1) * s.kernel[2] + k2;
-          for (int64_t co = 0; co < cg_out; ++co) o[co * ys.c] += xv * wk[co * taps];
-        }
+    const TapRange r0 = taps_in_window(i, 0), r1 = taps_in_window(i, 1), r2 = taps_in_window(i, 2);
+    // Locals: the stores through `out` could otherwise alias these members for the compiler.
+    const int64_t channels = cg_out, y_channel = ys.c, w_channel = taps;
+    const int64_t y_step2 = s.dilation[2] * ys.spatial[2];
+    const int64_t count2 = r2.end - r2.first;
+    for (int64_t k0 = r0.first; k0 < r0.end; ++k0) {
+      for (int64_t k1 = r1.first; k1 < r1.end; ++k1) {
+        T* o = out + (r0.origin + k0 * s.dilation[0]) * ys.spatial[0] + (r1.origin + k1 * s.dilation[1]) * ys.spatial[1] +
+               (r2.origin + r2.first * s.dilation[2]) * ys.spatial[2];
+        const T* wk = wp + (k0 * s.kernel[1] + k1) * s.kernel[2] + r2.first;
+        for (int64_t co = 0; co < channels; ++co, o += y_channel, wk += w_channel)
+          for (int64_t j = 0; j < count2; ++j) o[j * y_step2] += xv * wk[j];
       }
     }
   }
