@@ -81,8 +81,10 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
   const int64_t rows_per_plane = f.size[0] * f.size[1], xs = p.x.spatial[2];
   // Input columns [skip, last) land inside the frame (which may start after the input does and
   // end before it does); the first at frame column pad.
-  const int64_t skip = f.pad[2] < 0 ? (f.step[2] - 1 - f.pad[2]) / f.step[2] : 0, pad = f.pad[2] + skip * f.step[2];
-  const int64_t last = f.size[2] > pad ? std::min<int64_t>(p.in[2], skip + (f.size[2] - pad + f.step[2] - 1) / f.step[2]) : 0;
+  // (Written so that a huge step cannot overflow: pad = f.pad + skip * step, in [0, step).)
+  const int64_t skip = f.pad[2] < 0 ? (-f.pad[2] - 1) / f.step[2] + 1 : 0;
+  const int64_t pad = f.pad[2] < 0 ? (f.pad[2] % f.step[2] + f.step[2]) % f.step[2] : f.pad[2];
+  const int64_t last = f.size[2] > pad ? std::min<int64_t>(p.in[2], skip + (f.size[2] - pad - 1) / f.step[2] + 1) : 0;
   const int64_t in_cols = std::max<int64_t>(0, last - skip);
   const bool chanvec = plan.family == Family::kChanvec;
   for (int64_t r = begin; r < end; ++r) {
@@ -96,7 +98,8 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
     src += skip * xs;
     if (chanvec) {
       T* d = dst + pad * p.in_channels;
-      const int64_t d_step = f.step[2] * p.in_channels;
+      // Two columns in the frame bound the step by the (checked) row length; one needs none.
+      const int64_t d_step = in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
       if (p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels) {  // the whole row in one run
         copy_run(src, d, in_cols * p.in_channels);
       } else if (p.x.c == 1) {
