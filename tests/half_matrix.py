@@ -146,12 +146,22 @@ def check_matrix() -> int:
             y1, expected, scale = run_case(case, 1)
             what = f"{dtype} {case['kind']}{case['rank']}d {case['method']} {case['kw']} {case['x'].shape}"
             assert_half_close(y1, expected, scale, dtype, what)
+            # the same float32 sums as our float32 path on the widened inputs, rounded once
+            wide = dict(case, **{k: None if case[k] is None else case[k].astype(np.float32) for k in ("x", "w", "b")})
+            y32, _, _ = run_case(wide, 1)
+            assert same_values(y1, y32.astype(dtype)), what + ": differs from the float32 path rounded"
             y2, _, _ = run_case(case, 2)
             assert np.array_equal(y2.view(np.uint16), y1.view(np.uint16)), what + ": threads change bits"
             out = np.empty_like(y1)
             assert run_layer(case, 2, out) is out and np.array_equal(out.view(np.uint16), y1.view(np.uint16)), what
             checks += 1
     return checks
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal bits, NaN payloads aside."""
+    nan = np.isnan(a.astype(np.float32))
+    return bool(np.array_equal(nan, np.isnan(b.astype(np.float32))) and np.array_equal(a.view(np.uint16)[~nan], b.view(np.uint16)[~nan]))
 
 
 def exact_inputs(rng: np.random.Generator, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -338,3 +338,17 @@ def test_dask_rearrangements_keep_the_dtype(dtype: np.dtype) -> None:
                       (sd.zero_insert(dx, 2), spx.zero_insert(x, 2))):
         assert got.dtype == dtype
         assert _same_bits(np.asarray(got.compute(scheduler="synchronous")), want)
+
+
+@half_dtypes
+def test_dask_convolutions_in_half_precision_match_in_memory(dtype: np.dtype) -> None:
+    da = pytest.importorskip("dask.array")
+    import subpixel_ext.dask as sd
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 17, 16)).astype(dtype)
+    w = rng.standard_normal((3, 4, 4, 4)).astype(dtype)
+    y = sd.conv_transpose2d(da.from_array(x, chunks=(1, 3, 8, 8)), w, stride=2, padding=1)
+    assert y.dtype == dtype
+    got = np.asarray(y.compute(scheduler="synchronous"))
+    assert _same_bits(got, spx.conv_transpose2d(x, w, stride=2, padding=1))
