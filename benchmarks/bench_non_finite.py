@@ -1,6 +1,6 @@
 """Non-finite weights and inputs against the finite call of the same workload.
 
-``python benchmarks/bench_non_finite.py [--workload gan_decoder] [--threads 2] [--repeats 7]``:
+``python benchmarks/bench_non_finite.py [--workload gan_decoder] [--workloads FILE] [--threads 2] [--repeats 7]``:
 one process, the same threads; every round times each case once in a rotating order; reports
 min and median seconds and their ratios to the finite case.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 from typing import Callable, Dict, List
 
 import numpy as np
@@ -39,10 +40,11 @@ def cases(params: Dict[str, int], rng: np.random.Generator) -> Dict[str, Callabl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", default="gan_decoder")
+    parser.add_argument("--workloads", type=Path, default=DEFAULT_WORKLOADS_FILE, help="the workloads file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    workloads, _ = load_workloads(DEFAULT_WORKLOADS_FILE)
+    workloads, _ = load_workloads(args.workloads)
     workload = select_workloads([w for w in workloads if w.kind == "conv_transpose2d"], args.workload)[0]
     spx.set_num_threads(args.threads)
     calls = cases(workload.params, np.random.default_rng(0))
