@@ -24,16 +24,21 @@ inline void require_named(bool ok, const char* name, const char* what) {
   if (!ok) throw py::value_error(std::string(name) + " " + what);
 }
 
+// Whether the array's data address suits its dtype (numpy's ALIGNED flag): native code reads
+// and writes whole elements. The Python layer copies misaligned inputs and refuses such outputs.
+inline bool is_aligned(const py::array& a) { return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0; }
+
+// Exactly T, C order, native byte order and aligned: what native code may read in place.
 template <typename T>
 bool has_type(const py::array& a) {
   // check_ compares dtypes exactly (byte order included) and requires C order.
-  return py::array_t<T, py::array::c_style>::check_(a);
+  return py::array_t<T, py::array::c_style>::check_(a) && is_aligned(a);
 }
 
 // float16 and bfloat16 (ml_dtypes') have no pybind11 type: by NumPy type number and by name.
 inline bool is_native_c_order(const py::array& a) {
   const char order = a.dtype().byteorder();
-  return (a.flags() & py::array::c_style) && (order == '=' || order == '|');
+  return (a.flags() & py::array::c_style) && (order == '=' || order == '|') && is_aligned(a);
 }
 template <>
 inline bool has_type<spx::Float16>(const py::array& a) {
@@ -45,6 +50,7 @@ inline bool has_type<spx::BFloat16>(const py::array& a) {
   const py::dtype d = a.dtype();
   return d.kind() == 'V' && d.itemsize() == 2 && is_native_c_order(a) && py::str(d.attr("name")).cast<std::string>() == "bfloat16";
 }
+
 
 // Whether two arrays' byte ranges intersect (numpy.may_share_memory's bounds test).
 inline bool overlaps(const py::array& a, const py::array& b) {

@@ -10,6 +10,7 @@
 #include "../ops/operator.h"
 #include "../ops/parallel.h"
 #include "common.h"
+#include "interrupt.h"
 #include "register.h"
 
 namespace spx_bind {
@@ -25,8 +26,14 @@ void run_op(const spx::ConvOperator<T>& op, const spx::ConvShape& shape, const p
   T* yp = static_cast<T*>(out.mutable_data());
   if (shape.batch == 0 || shape.out_channels == 0) return;  // nothing to compute
   if (op.runs_as_scatter(shape)) return op.run(shape, xp, yp, threads);  // too short to share the GIL
-  py::gil_scoped_release nogil;
-  op.run(shape, xp, yp, threads);
+  // About a millisecond of work or more can be interrupted with Ctrl-C.
+  const double macs = double(out.size()) * double(shape.in_channels / shape.groups) * double(spx::volume(shape.kernel));
+  InterruptibleCall interrupt(macs > 2e7);
+  {
+    py::gil_scoped_release nogil;
+    op.run(shape, xp, yp, threads);
+  }
+  interrupt.raise_if_interrupted();
 }
 
 // Holds the weight and bias arrays (the operator reads them in place) and the operator.
@@ -46,7 +53,8 @@ class BoundOperator {
     if (make<float>(params, has_bias, activation, slope) || make<double>(params, has_bias, activation, slope) ||
         make<spx::Float16>(params, has_bias, activation, slope) || make<spx::BFloat16>(params, has_bias, activation, slope))
       return;
-    throw py::type_error("weight and bias must be C-contiguous float16, bfloat16, float32 or float64 of the same dtype");
+    throw py::type_error(
+        "weight and bias must be C-contiguous, aligned float16, bfloat16, float32 or float64 of the same dtype");
   }
 
   void call(const py::array& x, py::array out, const Ints& pad_begin, int threads) const {
@@ -55,7 +63,7 @@ class BoundOperator {
     require(!overlaps(out, x) && !overlaps_inputs(out), "out overlaps an input array");
     require(out.writeable(), "out is read-only");
     require(out.flags() & py::array::c_style, "out must be C-contiguous and native-endian");
-    if (!run_typed(shape, x, out, threads)) throw py::type_error("x and out must be C-contiguous arrays of the weight's dtype");
+    if (!run_typed(shape, x, out, threads)) throw py::type_error("x and out must be C-contiguous, aligned arrays of the weight's dtype");
   }
 
   // The engine shape of a call with arrays of these shapes (batched or not), validated.

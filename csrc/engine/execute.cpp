@@ -1,12 +1,15 @@
 #include "execute.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "../kernels/dispatch.h"
+#include "activation.h"
+#include "../ops/errors.h"
 #include "../ops/interleave.h"
 #include "../ops/parallel.h"
 
@@ -76,8 +79,13 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
   const FrameLayout& fl = plan.frame;
   const InputFrame& f = p.frame;
   const int64_t rows_per_plane = f.size[0] * f.size[1], xs = p.x.spatial[2];
-  // Input columns that land inside the frame (the frame may end before the input does).
-  const int64_t in_cols = f.size[2] > f.pad[2] ? std::min<int64_t>(p.in[2], (f.size[2] - f.pad[2] + f.step[2] - 1) / f.step[2]) : 0;
+  // Input columns [skip, last) land inside the frame (which may start after the input does and
+  // end before it does); the first at frame column pad.
+  // (Written so that a huge step cannot overflow: pad = f.pad + skip * step, in [0, step).)
+  const int64_t skip = f.pad[2] < 0 ? (-f.pad[2] - 1) / f.step[2] + 1 : 0;
+  const int64_t pad = f.pad[2] < 0 ? (f.pad[2] % f.step[2] + f.step[2]) % f.step[2] : f.pad[2];
+  const int64_t last = f.size[2] > pad ? std::min<int64_t>(p.in[2], skip + (f.size[2] - pad - 1) / f.step[2] + 1) : 0;
+  const int64_t in_cols = std::max<int64_t>(0, last - skip);
   const bool chanvec = plan.family == Family::kChanvec;
   for (int64_t r = begin; r < end; ++r) {
     T* dst = frame + r * fl.row_len;
@@ -87,9 +95,11 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
                              : x + (plane_index / p.in_channels) * p.x.n + (plane_index % p.in_channels) * p.x.c;
     const S* src = input_row(p, image, r % rows_per_plane);
     if (!src) continue;
+    src += skip * xs;
     if (chanvec) {
-      T* d = dst + f.pad[2] * p.in_channels;
-      const int64_t d_step = f.step[2] * p.in_channels;
+      T* d = dst + pad * p.in_channels;
+      // Two columns in the frame bound the step by the (checked) row length; one needs none.
+      const int64_t d_step = in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
       if (p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels) {  // the whole row in one run
         copy_run(src, d, in_cols * p.in_channels);
       } else if (p.x.c == 1) {
@@ -104,13 +114,54 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
         }
       }
     } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
-      copy_run(src, dst + f.pad[2], in_cols);
+      copy_run(src, dst + pad, in_cols);
     } else {
       for_each_input(src, xs, in_cols, [&](int64_t j, T v) {
-        const int64_t col = f.pad[2] + j * f.step[2];
+        const int64_t col = pad + j * f.step[2];
         dst[(col % fl.col_phases) * fl.cols_per_phase + col / fl.col_phases] = v;
       });
     }
+  }
+}
+
+// Values of the outputs no input reaches (PaddingOutputs), per block and channel: the bias
+// plus, for correlations, every packed weight times zero (NaN for a non-finite one), activated.
+template <typename T>
+std::vector<T> padding_values(const ConvPlan& plan, const PackedWeights<T>& packed, const Epilogue<T>& epilogue) {
+  const ConvProblem& p = plan.problem;
+  const int64_t tile_ch = plan.pack.tile_channels;
+  const int64_t panel = p.in_channels_per_group() * static_cast<int64_t>(p.phases[0].taps.size()) * tile_ch;
+  std::vector<T> values;
+  for (size_t b = 0; b < p.blocks.size(); ++b)
+    for (int64_t j = 0; j < static_cast<int64_t>(p.blocks[b].out_offsets.size()); ++j) {
+      const int64_t tile = j / tile_ch, lane = j % tile_ch;
+      T v = packed.bias[static_cast<size_t>((plan.pack.tiles_first[b] + tile) * tile_ch + lane)];
+      const T* w = packed.weights.data() + plan.pack.weights_first[b] + tile * panel + lane;
+      if (!p.structural_zeros)
+        for (int64_t q = 0; q < panel; q += tile_ch) v += w[q] * T(0);
+      values.push_back(activate(v, epilogue));
+    }
+  return values;
+}
+
+// Rows [begin, end) of (image, rows of the untrimmed phase grid) of every channel: the padding
+// values (the engine then overwrites the outputs that reach the input).
+template <typename S, typename T>
+void fill_padding_outputs(const ConvPlan& plan, const std::vector<T>& values, S* y, int64_t begin, int64_t end) {
+  const ConvProblem& p = plan.problem;
+  const PaddingOutputs& g = plan.padding_outputs;
+  const int64_t grid_rows = g.count[0] * g.count[1];
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t n = r / grid_rows, i0 = (r % grid_rows) / g.count[1], i1 = r % g.count[1];
+    S* row = y + n * p.y.n + (g.first[0] + i0 * g.step[0]) * p.y.spatial[0] + (g.first[1] + i1 * g.step[1]) * p.y.spatial[1] +
+             g.first[2] * p.y.spatial[2];
+    const int64_t col_step = g.step[2] * p.y.spatial[2];
+    size_t v = 0;
+    for (const Block& blk : p.blocks)
+      for (int64_t offset : blk.out_offsets) {
+        for (int64_t i2 = 0; i2 < g.count[2]; ++i2) narrow_to(row + offset + i2 * col_step, values[v]);
+        ++v;
+      }
   }
 }
 
@@ -139,6 +190,7 @@ struct TaskContext {
   S* buffer;                               // this thread's row buffers
   std::vector<ptrdiff_t> buffer_offsets;   // per tile channel, into the buffer
   std::vector<S*> sibling_rows;
+  const std::atomic<bool>* stop;           // polled between rows (see stop_flag)
 };
 
 // One output row of block b, channel tile `tile`, with the chanvec kernel.
@@ -243,6 +295,7 @@ void run_task(TaskContext<S, T>& cx, int64_t task) {
   const int64_t t0 = (local / row_chunks) * plan.task_tiles, t1 = std::min(t0 + plan.task_tiles, tiles);
   for (int64_t tile = t0; tile < t1; ++tile)
     for (int64_t i = i0; i < i1; ++i) {
+      if (cx.stop->load(std::memory_order_relaxed)) return;
       if (plan.family == Family::kChanvec) {
         chanvec_row(cx, n, unit[0], tile, i);
         continue;
@@ -263,9 +316,13 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
   std::unique_ptr<S[]> buffers(new S[static_cast<size_t>(plan.buffer_len * plan.threads)]);
   const ConvKernels<T, S>& kernels = kernels_for<S>();
   const int64_t frame_end = plan.frame.rows * plan.frame.row_len;
+  const PaddingOutputs& padding = plan.padding_outputs;
+  const std::vector<T> padding_value = padding.fill ? padding_values(plan, packed, epilogue) : std::vector<T>();
+  const int64_t padding_rows = padding.fill ? plan.problem.batch * padding.count[0] * padding.count[1] : 0;
   std::vector<TaskContext<S>> contexts;
   for (int t = 0; t < plan.threads; ++t) {
-    contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {}});
+    contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {},
+                        &stop_flag()});
     contexts.back().sibling_rows.resize(static_cast<size_t>(plan.units.max_siblings));
     for (size_t i = 0; i < plan.mr; ++i)
       contexts.back().buffer_offsets.push_back(static_cast<ptrdiff_t>(int64_t(i) * plan.units.max_siblings * plan.buffer_row));
@@ -274,6 +331,8 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
     int64_t begin, end;
     split_range(plan.frame.rows, tid, count, &begin, &end);
     build_frame(plan, x, frame.get(), begin, end);
+    split_range(padding_rows, tid, count, &begin, &end);
+    fill_padding_outputs(plan, padding_value, y, begin, end);
     if (tid == 0) std::memset(frame.get() + frame_end, 0, sizeof(T) * static_cast<size_t>(plan.frame.elements - frame_end));
     region_barrier();
     split_range(plan.tasks, tid, count, &begin, &end);
@@ -281,6 +340,73 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
   });
 }
 
+namespace {
+
+// Element offset in x[n, c] of the input pixel read at the frame position of output index
+// `out` (in the untrimmed grid, `box_first` the box's first) and tap t; -1 for padding.
+int64_t definition_read(const ConvProblem& p, const PaddingOutputs& grid, const Extent& out, const Extent& box_first,
+                        const Tap& t) {
+  int64_t offset = 0;
+  for (size_t a = 0; a < kMaxRank; ++a) {
+    int64_t f;  // frame distance from input pixel 0; an overflow is far outside the input
+    if (mul_overflows(out[a] - box_first[a], grid.stride[a], &f) || add_overflows(f, t.offset[a], &f) ||
+        sub_overflows(f, p.frame.pad[a], &f))
+      return -1;
+    if (f < 0 || f % p.frame.step[a] != 0 || f / p.frame.step[a] >= p.in[a]) return -1;
+    offset += f / p.frame.step[a] * p.x.spatial[a];
+  }
+  return offset;
+}
+
+template <typename T>
+T definition_sum(const ConvProblem& p, const PaddingOutputs& grid, const Block& blk, int64_t j, const T* x_image,
+                 const T* weight, const T* bias, const Extent& out, const Extent& box_first) {
+  T sum = bias ? bias[blk.bias_first + j * blk.bias_step] : T(0);
+  const int64_t cg_in = p.in_channels_per_group();
+  for (int64_t c = 0; c < cg_in; ++c)
+    for (const Tap& t : p.phases[blk.phase].taps) {
+      const T w = weight[blk.weight_first + j * blk.weight_channel_step + c * p.weight_input_step + t.weight_offset];
+      const int64_t read = definition_read(p, grid, out, box_first, t);
+      if (read >= 0) sum += w * x_image[(blk.group * cg_in + c) * p.x.c + read];
+      else if (!p.structural_zeros) sum += w * T(0);  // correlations multiply their padding
+    }
+  return sum;
+}
+
+}  // namespace
+
+template <typename T>
+void execute_by_definition(const ConvPlan& plan, const T* x, const T* weight, const T* bias, T* y,
+                           const Epilogue<T>& epilogue) {
+  const ConvProblem& p = plan.problem;
+  const Phase& ph = p.phases[0];
+  const PaddingOutputs grid = plan.padding_outputs.fill
+                                  ? plan.padding_outputs
+                                  : PaddingOutputs{false, ph.count, ph.out_first, ph.out_step, p.stride};
+  Extent box_first;
+  for (size_t a = 0; a < kMaxRank; ++a) box_first[a] = (ph.out_first[a] - grid.first[a]) / grid.step[a];
+  const int64_t grid_rows = grid.count[0] * grid.count[1];
+  parallel_region(plan.threads, [&](int tid, int count) {
+    int64_t begin, end;
+    split_range(p.batch * grid_rows, tid, count, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / grid_rows;
+      Extent out{(r % grid_rows) / grid.count[1], r % grid.count[1], 0};
+      T* row = y + n * p.y.n + (grid.first[0] + out[0] * grid.step[0]) * p.y.spatial[0] +
+               (grid.first[1] + out[1] * grid.step[1]) * p.y.spatial[1];
+      for (const Block& blk : p.blocks)
+        for (int64_t j = 0; j < static_cast<int64_t>(blk.out_offsets.size()); ++j)
+          for (out[2] = 0; out[2] < grid.count[2]; ++out[2])
+            row[blk.out_offsets[size_t(j)] + (grid.first[2] + out[2] * grid.step[2]) * p.y.spatial[2]] =
+                activate(definition_sum(p, grid, blk, j, x + n * p.x.n, weight, bias, out, box_first), epilogue);
+    }
+  });
+}
+
+template void execute_by_definition(const ConvPlan&, const float*, const float*, const float*, float*,
+                                    const Epilogue<float>&);
+template void execute_by_definition(const ConvPlan&, const double*, const double*, const double*, double*,
+                                    const Epilogue<double>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const float*, float*, const Epilogue<float>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<double>&, const double*, double*, const Epilogue<double>&);
 template void execute_conv(const ConvPlan&, const PackedWeights<float>&, const Float16*, Float16*, const Epilogue<float>&);

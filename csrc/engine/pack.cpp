@@ -9,7 +9,7 @@ namespace spx {
 std::vector<int64_t> pack_signature(const ConvPlan& plan) {
   const ConvProblem& p = plan.problem;
   std::vector<int64_t> s{plan.pack.chanvec, plan.pack.tile_channels, p.in_channels_per_group(),
-                         p.weight_input_step, p.zero_nonfinite_weights};
+                         p.weight_input_step, p.structural_zeros};
   for (const Block& b : p.blocks) {
     const std::vector<Tap>& taps = p.phases[b.phase].taps;
     s.insert(s.end(), {b.weight_first, b.weight_channel_step, b.bias_first, b.bias_step,
@@ -46,8 +46,8 @@ bool pack_block(const ConvPlan& plan, size_t b, const S* weight, const S* bias, 
         const S* src = weight + blk.weight_first + co * blk.weight_channel_step + c * p.weight_input_step;
         for (int64_t t = 0; t < ntaps; ++t) {
           const int64_t at = (t * cg_in + c) * tile_ch + lane;
-          T v = co < channels ? widen(src[taps[static_cast<size_t>(t)].weight_offset]) : T(0);
-          if (p.zero_nonfinite_weights && !std::isfinite(v)) v = T(0), nonfinite = true;
+          const T v = co < channels ? widen(src[taps[static_cast<size_t>(t)].weight_offset]) : T(0);
+          if (p.structural_zeros && !std::isfinite(v)) nonfinite = true;
           w[at] = v;
         }
       }

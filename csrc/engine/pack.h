@@ -18,7 +18,7 @@ template <typename T>
 struct PackedWeights {
   std::vector<int64_t> signature;  // pack_signature() of the plans these weights serve
   std::vector<T> weights, bias;
-  bool had_nonfinite = false;  // non-finite weights were packed as zero (see ConvProblem)
+  bool had_nonfinite = false;  // non-finite weights meet structural zeros (see ConvProblem)
 };
 
 // Everything packing reads from a plan, as one comparable list.

@@ -50,8 +50,23 @@ struct PackLayout {
   std::vector<int64_t> weights_first, tiles_first;  // per block, plus the total at the end
 };
 
+// A single-phase problem whose outputs near the edges read padding only (huge padding, or a
+// dilation that jumps over the input) is planned for the box of outputs that can reach the
+// input, with a frame that covers just their reads. The phase grid before that trimming is
+// kept here: its other outputs are the bias (plus the weights times zero for correlations).
+struct PaddingOutputs {
+  bool fill = false;
+  Extent count{}, first{}, step{};
+  Extent stride{};  // the problem's stride before trimming
+};
+
 struct ConvPlan {
   ConvProblem problem;
+  PaddingOutputs padding_outputs;
+  // Reads too sparse for a frame (taps far apart, e.g. a dilation that jumps over the input):
+  // every output is summed from its definition instead (execute_by_definition), and nothing
+  // below but `threads` is planned.
+  bool by_definition = false;
   Family family = Family::kChanvec;
   size_t mr = 0, nr = 0;
   Units units;

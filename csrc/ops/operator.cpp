@@ -4,6 +4,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../engine/activation.h"
 #include "../kernels/dispatch.h"
 #include "errors.h"
 
@@ -37,6 +38,15 @@ std::vector<compute_t<S>> widened(const S* values, int64_t count) {
 }  // namespace
 
 template <typename S>
+ConvOperator<S>::ConvOperator(const OpParams& params, const S* weight, const S* bias, const Epilogue<T>& epilogue)
+    : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue), finite_weights_(true) {
+  // (C_out, C_in/groups, *kernel) or (C_in, C_out/groups, *kernel): the same count.
+  const int64_t count = checked_mul(checked_mul(params.in_channels / params.groups, params.out_channels, "weight"),
+                                    checked_mul(volume(params.factor), volume(params.kernel), "weight"), "weight");
+  for (int64_t i = 0; i < count && finite_weights_; ++i) finite_weights_ = std::isfinite(widen(weight[i]));
+}
+
+template <typename S>
 ConvShape ConvOperator<S>::shape(int64_t batch, const Extent& in, const Extent& out, const Extent& pad_begin) const {
   ConvShape s;
   s.batch = batch;
@@ -67,6 +77,7 @@ std::shared_ptr<const ConvPlan> ConvOperator<S>::plan(const ConvShape& s, int th
   ConvProblem problem = params_.kind == OpKind::kConv ? describe_conv(s)
                         : params_.kind == OpKind::kSubpixel ? describe_subpixel(s, params_.factor, params_.dcr)
                                                             : describe_conv_transpose(s, params_.method);
+  problem.keep_padding_taps = !problem.structural_zeros && !finite_weights_;
   auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tiles_for<S>(), threads));
   std::lock_guard<std::mutex> lock(mutex_);
   if (plans_.size() >= kCachedPlans) plans_.erase(plans_.begin());
@@ -109,6 +120,10 @@ void ConvOperator<S>::run(const ConvShape& s, const S* x, S* y, int threads) con
     }
   }
   const std::shared_ptr<const ConvPlan> p = plan(s, threads);
+  if (p->by_definition) {
+    if constexpr (half) return run_widened(s, x, y, threads);
+    else return execute_by_definition(*p, x, weight_, bias_, y, epilogue_);
+  }
   const std::shared_ptr<const PackedWeights<T>> w = packed(*p);
   if (w->had_nonfinite) {
     if constexpr (half) return run_widened(s, x, y, threads);
@@ -134,35 +149,22 @@ void ConvOperator<S>::run_widened(const ConvShape& s, const S* x, S* y, int thre
 }
 
 // The engine's products with padding and inserted zeros are only zero for finite weights:
-// it runs with them zeroed (and the input's non-finite values zeroed, which would otherwise
-// meet those zeros), then the missing terms are added from their definition.
+// it runs on the arrays as they are (no activation, which could make a wrong NaN finite),
+// then the outputs that came out non-finite are recomputed from the definition.
 template <typename S>
 void ConvOperator<S>::run_with_nonfinite_weights(const ConvShape& s, const ConvPlan& plan,
                                                  const PackedWeights<T>& packed, const S* x, S* y) const {
   if constexpr (std::is_same<S, T>::value) {  // half-precision storage goes through run_widened
-    const int64_t x_elements = checked_mul(checked_mul(s.batch, s.in_channels, "input"), volume(s.in), "input");
-    std::vector<T> finite_x(x, x + x_elements);
-    for (T& v : finite_x)
-      if (!std::isfinite(v)) v = T(0);
-    execute_conv(plan, packed, finite_x.data(), y, Epilogue<T>{Activation::kNone, T(0)});
-    add_nonfinite_terms(s, x, weight_, y);
+    execute_conv(plan, packed, x, y, Epilogue<T>{Activation::kNone, T(0)});
+    recompute_nonfinite_outputs(s, x, weight_, bias_, y, plan.threads);
     apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
   }
 }
 
 template <typename T>
 void apply_activation(T* y, int64_t count, const Epilogue<T>& e) {
-  for (int64_t i = 0; i < count; ++i) {
-    const T v = y[i];
-    switch (e.activation) {
-      case Activation::kNone: return;
-      case Activation::kRelu: y[i] = v < T(0) ? T(0) : v; break;
-      case Activation::kRelu6: y[i] = v < T(0) ? T(0) : v > T(6) ? T(6) : v; break;
-      case Activation::kLeakyRelu: y[i] = v < T(0) ? v * e.negative_slope : v; break;
-      case Activation::kTanh: y[i] = std::tanh(v); break;
-      case Activation::kSigmoid: y[i] = T(1) / (T(1) + std::exp(-v)); break;
-    }
-  }
+  if (e.activation == Activation::kNone) return;
+  for (int64_t i = 0; i < count; ++i) y[i] = activate(y[i], e);
 }
 
 template class ConvOperator<float>;

@@ -35,8 +35,7 @@ class ConvOperator {
  public:
   typedef compute_t<S> T;
   // `weight` and `bias` (may be null) must outlive the operator; they are read, never written.
-  ConvOperator(const OpParams& params, const S* weight, const S* bias, const Epilogue<T>& epilogue)
-      : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue) {}
+  ConvOperator(const OpParams& params, const S* weight, const S* bias, const Epilogue<T>& epilogue);
 
   const OpParams& params() const { return params_; }
   // pad_begin: conv zero padding at the start, or the transposed convolution's crop.
@@ -58,6 +57,7 @@ class ConvOperator {
   const S* weight_;
   const S* bias_;
   Epilogue<T> epilogue_;
+  bool finite_weights_;
   mutable std::mutex mutex_;
   mutable std::vector<std::pair<std::vector<int64_t>, std::shared_ptr<const ConvPlan>>> plans_;
   mutable std::vector<std::shared_ptr<const PackedWeights<T>>> packs_;

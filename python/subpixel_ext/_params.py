@@ -217,9 +217,14 @@ def data_dtype(arr: np.ndarray) -> np.dtype:
 
 
 def as_compute(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous native-endian array of `dtype`; a copy only when needed, never written."""
-    if arr.dtype is dtype and arr.flags.c_contiguous:  # builtin dtypes are singletons
+    """A C-contiguous, aligned, native-endian array of `dtype`; a copy only when needed, never
+    written. (A buffer at an odd offset, e.g. ``np.frombuffer(b, offset=1)``, is copied: native
+    code reads every element with its dtype's alignment.)"""
+    flags = arr.flags
+    if arr.dtype is dtype and flags.c_contiguous and flags.aligned:  # builtin dtypes are singletons
         return arr
+    if not flags.aligned:
+        return np.array(arr, dtype=dtype, order="C")  # ascontiguousarray would keep the misaligned buffer
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -250,6 +255,11 @@ def check_out(
     flags = out.flags
     if not flags.c_contiguous or not out.dtype.isnative:
         raise ValueError("out must be C-contiguous and native-endian")
+    if not flags.aligned:
+        raise ValueError(
+            f"out must be aligned for its dtype (its data address is not a multiple of {out.dtype.alignment}); "
+            "allocate it with numpy.empty"
+        )
     if not flags.writeable:
         raise ValueError("out is read-only")
     for arr in inputs:
@@ -565,6 +575,8 @@ def _transposed_window(
         n = smallest + extra
         if n <= 0:
             raise ValueError(f"output size along {letter} would be {n} ({described})")
+        # The native side addresses the full output up to the window's end.
+        _fits(lo + n, f"the end of the output window along {letter} ({described}, output_padding={extra})")
         window.append((lo, hi, n))
     return tuple(window)
 

@@ -115,6 +115,60 @@ TEST_CASE(plan_thread_count_changes_only_the_task_split) {
   CHECK_EQ(plan_of(conv1d_one_output_channel(), 3).threads, 1);
 }
 
+TEST_CASE(plan_trims_outputs_that_read_only_padding) {
+  // conv2d(ones(2x2), ones(1x1), padding=12000, stride=12000): 3x3 outputs, only the centre
+  // reads the input. Planned for that one output with a one-pixel frame; the rest is padding.
+  Geometry g;
+  g.in = {2, 2}, g.kernel = {1, 1}, g.stride = {12000, 12000}, g.pad = {12000, 12000};
+  const spx::ConvPlan p = plan_of(make_case("conv2d huge padding", Op::kConv, g, false), 1);
+  CHECK(p.padding_outputs.fill);
+  CHECK(p.padding_outputs.count == (spx::Extent{1, 3, 3}));
+  CHECK(p.padding_outputs.stride == (spx::Extent{1, 12000, 12000}));
+  CHECK(p.problem.phases.at(0).count == (spx::Extent{1, 1, 1}));
+  CHECK(p.problem.phases[0].out_first == (spx::Extent{0, 1, 1}));
+  CHECK(p.problem.frame.size == (spx::Extent{1, 1, 1}));
+  CHECK(p.problem.frame.pad == (spx::Extent{0, 0, 0}));
+  CHECK(p.problem.stride == (spx::Extent{1, 1, 1}));  // a single output has no neighbour
+  CHECK(!p.by_definition);
+}
+
+TEST_CASE(plan_drops_taps_that_only_read_padding) {
+  // 1-D, kernel 3 dilated by 50000 around one pixel: only the centre tap reaches it.
+  Geometry g;
+  g.in = {1}, g.kernel = {3}, g.dilation = {50000}, g.pad = {50000};
+  ConvCase c = make_case("conv1d dilated", Op::kConv, g, false);
+  const spx::ConvPlan p = plan_of(c, 1);
+  CHECK(!p.padding_outputs.fill);  // the one output reaches the input
+  CHECK_EQ(p.problem.phases.at(0).taps.size(), 1u);
+  CHECK_EQ(p.problem.phases[0].taps[0].weight_offset, 1);
+  CHECK(p.problem.frame.size == (spx::Extent{1, 1, 1}));
+  // Unless the definition multiplies that padding by non-finite weights.
+  spx::ConvProblem keep = describe_problem(c);
+  keep.keep_padding_taps = true;
+  CHECK_EQ(spx::plan_conv(keep, kTiles, 1).problem.phases.at(0).taps.size(), 3u);
+}
+
+TEST_CASE(plan_leaves_ordinary_problems_as_described) {
+  for (const ConvCase& c : assorted_cases()) {
+    const spx::ConvProblem described = describe_problem(c);
+    const spx::ConvPlan p = plan_of(c, 1);
+    CHECK_MSG(!p.padding_outputs.fill && !p.by_definition, describe(c));
+    CHECK_MSG(p.problem.frame.size == described.frame.size && p.problem.frame.pad == described.frame.pad, describe(c));
+    for (size_t ph = 0; ph < described.phases.size(); ++ph)
+      CHECK_MSG(p.problem.phases[ph].taps.size() == described.phases[ph].taps.size(), describe(c));
+  }
+}
+
+TEST_CASE(plan_sums_by_definition_when_reads_are_too_sparse) {
+  // Two outputs 2**60 apart, each reaching the one input pixel through another tap: a frame
+  // would span 2**61 elements.
+  Geometry g;
+  g.in = {1}, g.kernel = {2}, g.stride = {int64_t(1) << 60}, g.dilation = {int64_t(1) << 60}, g.pad = {int64_t(1) << 60};
+  const spx::ConvPlan p = plan_of(make_case("conv1d sparse", Op::kConv, g, false), 2);
+  CHECK(p.by_definition);
+  CHECK(p.problem.phases.at(0).count == (spx::Extent{1, 1, 2}));
+}
+
 TEST_CASE(plan_sizes_1d_rowvec1) {
   const spx::ConvPlan p = plan_of(conv1d_one_output_channel(), 1);
   CHECK(p.family == Family::kRowvec1);
