@@ -39,24 +39,30 @@ bool in_forked_child() {
 }
 
 #if defined(__linux__) && defined(_OPENMP)
-// Whether libgomp comes before this module in the dynamic linker's list, which is in load order.
-bool libgomp_loaded_before_this_module() {
-  Dl_info self;
+// Whether the OpenMP runtime this module calls was loaded before it (the dynamic linker's list
+// is in load order): then another library (e.g. PyTorch) may have used that runtime, and forked,
+// before this module could see it. A runtime of our own (a wheel's vendored copy, or one loaded
+// as our dependency) comes after us and cannot have been used by anyone before.
+bool openmp_runtime_loaded_before_this_module() {
+  Dl_info self, runtime;
   if (!dladdr(reinterpret_cast<void*>(&install_fork_handler), &self) || !self.dli_fname) return false;
+  const bool known = dladdr(reinterpret_cast<void*>(&omp_get_max_threads), &runtime) && runtime.dli_fname;
   struct Search {
     const char* self;
-    bool found_self, gomp_first;
-  } search{self.dli_fname, false, false};
+    const char* runtime;  // nullptr: unknown, any libgomp counts
+    bool found_self, runtime_first;
+  } search{self.dli_fname, known ? runtime.dli_fname : nullptr, false, false};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* data) {
         Search& s = *static_cast<Search*>(data);
         const char* name = info->dlpi_name ? info->dlpi_name : "";
         if (std::strcmp(name, s.self) == 0) s.found_self = true;
-        else if (!s.found_self && std::strstr(name, "libgomp")) s.gomp_first = true;
+        else if (!s.found_self && (s.runtime ? std::strcmp(name, s.runtime) == 0 : std::strstr(name, "libgomp") != nullptr))
+          s.runtime_first = true;
         return s.found_self ? 1 : 0;
       },
       &search);
-  return search.found_self && search.gomp_first;
+  return search.found_self && search.runtime_first;
 }
 #endif
 
@@ -97,7 +103,7 @@ void install_fork_handler() {
   g_loaded_in_pid.store(static_cast<long>(getpid()));
 #endif
 #if defined(__linux__) && defined(_OPENMP)
-  g_openmp_loaded_before_us.store(libgomp_loaded_before_this_module());
+  g_openmp_loaded_before_us.store(openmp_runtime_loaded_before_this_module());
 #endif
 }
 
