@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 import subpixel_ext as spx
-from contenders import TORCH_CHANNELS_LAST, Contender, Inputs, OurCalls, Variant, make_inputs
+from contenders import Contender, Inputs, OurCalls, Variant, make_inputs, torch_calls
 from report import cpu_model, fmt
 from timing import best_rows, measure, quiet_gc
 from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads, select_workloads
@@ -50,30 +50,14 @@ def ours(w: Workload, inp: Inputs, dtype: str, threads: int) -> Contender:
 
 
 def torch_peer(torch: Any, w: Workload, inp: Inputs, dtype: str) -> Optional[Contender]:
-    if w.op != "conv_transpose" and w.dims != 2:
+    calls = torch_calls(torch, w, inp, dtype)
+    if calls is None:
         return None
-    F, tdtype = torch.nn.functional, getattr(torch, dtype)
-    formats = {"contiguous": torch.contiguous_format}
-    if w.dims in TORCH_CHANNELS_LAST:
-        formats[TORCH_CHANNELS_LAST[w.dims]] = getattr(torch, TORCH_CHANNELS_LAST[w.dims])
-    r = w.params.get("r")
-    padding = w.axis("padding") if "padding" in w.params else None
-
-    def call(fmt: str) -> Any:
-        x = torch.from_numpy(inp.x).to(tdtype).contiguous(memory_format=formats[fmt])
-        if inp.weight is None:
-            return lambda: F.pixel_shuffle(x, r)
-        wt = torch.from_numpy(inp.weight).to(tdtype).contiguous(memory_format=formats[fmt])
-        if w.op == "subpixel_conv":
-            return lambda: F.pixel_shuffle(F.conv2d(x, wt, padding=padding), r)
-        deconv = getattr(F, f"conv_transpose{w.dims}d")
-        stride, groups = w.axis("stride"), w.groups
-        return lambda: deconv(x, wt, stride=stride, padding=padding, groups=groups)
 
     def to_numpy(t: Any) -> np.ndarray:
         return np.asarray(t.float().contiguous().numpy())
 
-    return Contender(f"torch {dtype}", "peer", [Variant(fmt, call(fmt), to_numpy) for fmt in formats])
+    return Contender(f"torch {dtype}", "peer", [Variant(fmt, call, to_numpy) for fmt, call in calls.items()])
 
 
 def run_workload(w: Workload, args: argparse.Namespace, torch: Any) -> Dict[str, Any]:

@@ -148,31 +148,46 @@ def memcpy_contender(w: Workload) -> Contender:
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def torch_contenders(torch: Any, w: Workload, inp: Inputs) -> Tuple[List[Contender], List[str]]:
+def torch_calls(torch: Any, w: Workload, inp: Inputs, dtype: Optional[str] = None) -> Optional[Dict[str, Callable[[], Any]]]:
+    """PyTorch's call of the workload per memory format (None: torch has no such op), on the
+    inputs converted to torch's `dtype` (a name such as "float16"; None keeps float32)."""
     F = torch.nn.functional
     formats = {"contiguous": torch.contiguous_format}
     if w.dims in TORCH_CHANNELS_LAST:
         formats[TORCH_CHANNELS_LAST[w.dims]] = getattr(torch, TORCH_CHANNELS_LAST[w.dims])
     if w.op != "conv_transpose" and w.dims != 2:
-        return [], [f"torch: no {w.dims}-D {w.op} to compare with"]
+        return None
     r = w.params.get("r")
     padding = w.axis("padding") if "padding" in w.params else None
+    tdtype = None if dtype is None else getattr(torch, dtype)
+
+    def tensor(a: np.ndarray, fmt: str) -> Any:
+        t = torch.from_numpy(a)
+        return (t if tdtype is None else t.to(tdtype)).contiguous(memory_format=formats[fmt])
 
     def call(fmt: str) -> Callable[[], Any]:
-        x = torch.from_numpy(inp.x).contiguous(memory_format=formats[fmt])
+        x = tensor(inp.x, fmt)
         if inp.weight is None:
             return lambda: F.pixel_shuffle(x, r)
-        wt = torch.from_numpy(inp.weight).contiguous(memory_format=formats[fmt])
+        wt = tensor(inp.weight, fmt)
         if w.op == "subpixel_conv":
             return lambda: F.pixel_shuffle(F.conv2d(x, wt, padding=padding), r)
         deconv = getattr(F, f"conv_transpose{w.dims}d")
         stride, groups = w.axis("stride"), w.groups
         return lambda: deconv(x, wt, stride=stride, padding=padding, groups=groups)
 
+    return {fmt: call(fmt) for fmt in formats}
+
+
+def torch_contenders(torch: Any, w: Workload, inp: Inputs) -> Tuple[List[Contender], List[str]]:
+    calls = torch_calls(torch, w, inp)
+    if calls is None:
+        return [], [f"torch: no {w.dims}-D {w.op} to compare with"]
+
     def numpy_of(t: Any) -> np.ndarray:
         return np.asarray(t.numpy())
 
-    return [Contender("torch", "peer", [Variant(fmt, call(fmt), numpy_of) for fmt in formats])], []
+    return [Contender("torch", "peer", [Variant(fmt, call, numpy_of) for fmt, call in calls.items()])], []
 
 
 # ----------------------------------------------------------------------------- ONNX Runtime
