@@ -25,7 +25,7 @@ Examples
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -321,8 +321,7 @@ def _shape_only(t: Optional[torch.Tensor]) -> Any:
     return None if t is None else np.broadcast_to(np.empty((), np.bool_), tuple(t.shape))
 
 
-@torch.compiler.assume_constant_result
-def _op_geometry(
+def _parse_geometry(
     kind: str, rank: int, shapes: Tuple[Any, ...], settings: Tuple[Tuple[str, Any], ...], output_size: Any,
     method: str,
 ) -> Tuple[bool, List[Any]]:
@@ -348,6 +347,12 @@ def _op_geometry(
     return geometry.batched, args
 
 
+# A constant for torch.compile: evaluated once while tracing, never traced into.
+_op_geometry: Callable[..., Tuple[bool, List[Any]]] = torch.compiler.assume_constant_result(  # type: ignore[no-untyped-call]
+    _parse_geometry
+)
+
+
 def _frozen(value: Any) -> Any:
     """Lists as tuples (hashable, constant for torch.compile)."""
     if isinstance(value, (list, tuple)):
@@ -362,7 +367,7 @@ def _run(op: Any, kind: str, rank: int, x: torch.Tensor, weight: torch.Tensor, b
     frozen = tuple((k, _frozen(v)) for k, v in settings.items())
     batched, geometry = _op_geometry(kind, rank, shapes, frozen, _frozen(output_size), method)
     xb = x if batched else x.unsqueeze(0)
-    y = op(xb, weight, bias, *extra, *geometry)
+    y: torch.Tensor = op(xb, weight, bias, *extra, *geometry)
     return y if batched else y.squeeze(0)
 
 
@@ -448,7 +453,7 @@ class _TransposedModule:
     bias: Optional[torch.Tensor]
 
     def __init__(self, *args: Any, method: str = "auto", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self.method = _p.choice(method, "method", _p.METHODS)
 
     def forward(self, input: torch.Tensor, output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
@@ -471,7 +476,7 @@ class _ConvModule:
     bias: Optional[torch.Tensor]
 
     def __init__(self, *args: Any, method: str = "auto", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self.method = _p.choice(method, "method", _p.METHODS)
         _require_zero_padding(self)
 
@@ -530,7 +535,7 @@ class Conv3d(_ConvModule, torch.nn.Conv3d):
 
 _CONV_TRANSPOSE = {1: conv_transpose1d, 2: conv_transpose2d, 3: conv_transpose3d}
 _CONV = {1: conv1d, 2: conv2d, 3: conv3d}
-_SWAPS: Dict[type, type] = {
+_SWAPS: Dict[type, Type[torch.nn.Module]] = {
     torch.nn.ConvTranspose1d: ConvTranspose1d, torch.nn.ConvTranspose2d: ConvTranspose2d,
     torch.nn.ConvTranspose3d: ConvTranspose3d, torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d,
     torch.nn.Conv3d: Conv3d,
@@ -546,7 +551,7 @@ def _swapped(module: torch.nn.Module) -> Optional[torch.nn.Module]:
     new.__dict__.update(module.__dict__)
     for attribute in ("_parameters", "_buffers", "_modules"):
         setattr(new, attribute, dict(getattr(module, attribute)))
-    new.method = "auto"
+    new.__dict__["method"] = "auto"
     return new
 
 
