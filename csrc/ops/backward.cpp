@@ -12,7 +12,9 @@
 // low-resolution input pixels, so no multiply is spent on an inserted zero.
 #include "backward.h"
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "../engine/execute.h"
 #include "../engine/pack.h"
@@ -55,54 +57,116 @@ const ConvKernels<float>& kernels_of<float>() { return kernels().f32; }
 template <>
 const ConvKernels<double>& kernels_of<double>() { return kernels().f64; }
 
-}  // namespace
+// Frame length along axis a: every position o * stride + k * dilation the correlation reads.
+int64_t frame_length(const ConvShape& s, size_t a) {
+  const int64_t span = checked_mul(s.dilation[a], s.kernel[a] - 1, "kernel");
+  return checked_add(checked_add(span, checked_mul(s.out[a] - 1, s.stride[a], "frame"), "frame"), 1, "frame");
+}
 
-ConvProblem describe_weight_grad(const ConvShape& s) {
-  const TensorStrides xs = layout_strides(s.in_channels, s.in, s.channels_last);
-  const TensorStrides gy = layout_strides(s.out_channels, s.out, s.channels_last);
-  const int64_t cg_out = s.out_channels / s.groups;
+// Blocks of at most this many output channels: packing runs one block per thread.
+constexpr int64_t kBlockChannels = 32;
+
+// Blocks for output channels [0, channels): channel co's result goes to co * channel_step, its
+// weights (grad_y) start at co * grad_y_c.
+void add_blocks(ConvProblem* p, int64_t channels, int64_t grad_y_c, int64_t channel_step) {
+  for (int64_t first = 0; first < channels; first += kBlockChannels) {
+    Block b;
+    b.phase = 0;
+    b.group = 0;
+    b.weight_first = first * grad_y_c;
+    b.weight_channel_step = grad_y_c;
+    b.bias_first = b.bias_step = 0;
+    for (int64_t co = first; co < std::min(channels, first + kBlockChannels); ++co)
+      b.out_offsets.push_back(co * channel_step);
+    p->blocks.push_back(std::move(b));
+  }
+}
+
+// One group's weight gradient: its input channels are the problem's batch, the tile's pixels
+// the kernel's innermost axis. (Measured against merging the channels into the tiles' pixel
+// axis: that streams both operands from memory for every tile and ran 1.5-3x slower.)
+ConvProblem describe_weight_grad(const ConvShape& s, const TensorStrides& xs, const TensorStrides& gy) {
   ConvProblem p;
   p.batch = s.in_channels / s.groups;
   p.in_channels = s.batch;
-  p.groups = 1;
   p.in = s.in;
   p.x = {xs.c, xs.n, xs.spatial};  // batch <-> channels
   p.y = weight_strides(s);
   p.stride = s.dilation;
   p.frame.pad = s.pad_begin;
   p.frame.step = {1, 1, 1};
-  for (size_t a = 0; a < kMaxRank; ++a) {
-    const int64_t span = checked_mul(s.dilation[a], s.kernel[a] - 1, "kernel");
-    p.frame.size[a] = checked_add(checked_add(span, checked_mul(s.out[a] - 1, s.stride[a], "frame"), "frame"), 1, "frame");
-  }
+  for (size_t a = 0; a < kMaxRank; ++a) p.frame.size[a] = frame_length(s, a);
   p.weight_input_step = gy.n;
   p.phases.push_back(make_phase(s.kernel, {0, 0, 0}, {1, 1, 1}, pixel_taps(s, gy)));
-  Block b;
-  b.phase = 0;
-  b.group = 0;
-  b.weight_first = 0;
-  b.weight_channel_step = gy.c;
-  b.bias_first = b.bias_step = 0;
-  for (int64_t co = 0; co < cg_out; ++co) b.out_offsets.push_back(co * p.y.c);
-  p.blocks.push_back(std::move(b));
+  add_blocks(&p, s.out_channels / s.groups, gy.c, p.y.c);
   return p;
 }
+
+
+// A part of the reduction: the output pixels of some rows of the outermost axis that has
+// more than one, and the input window they read (offsets in elements of the whole tensors).
+struct Chunk {
+  ConvShape shape;
+  int64_t x_offset, grad_y_offset;
+};
+
+// Reduction steps (taps x images) per chunk: a chunk's packed grad_y (this many steps x 32
+// channels, 512 KiB in float32) stays in the L2 cache while every input channel and kernel row
+// reuses it, instead of streaming from memory once per tile (measured: nnunet_up3d's weight
+// gradient 1.8x faster, the 2-D workloads unchanged). Chunks depend on the shapes, never on threads.
+constexpr int64_t kChunkSteps = 4096;
+
+std::vector<Chunk> reduction_chunks(const ConvShape& s, const TensorStrides& xs, const TensorStrides& gy) {
+  size_t axis = 0;
+  while (axis < kMaxRank - 1 && s.out[axis] == 1) ++axis;
+  const int64_t per_row = checked_mul(volume(s.out) / s.out[axis], s.batch, "reduction");
+  const int64_t rows = std::max<int64_t>(1, kChunkSteps / per_row);
+  std::vector<Chunk> chunks;
+  for (int64_t r0 = 0; r0 < s.out[axis]; r0 += rows) {
+    const int64_t r1 = std::min(s.out[axis], r0 + rows);
+    const int64_t first = r0 * s.stride[axis] - s.pad_begin[axis];  // input position the window starts at
+    const int64_t last = (r1 - 1) * s.stride[axis] + (s.kernel[axis] - 1) * s.dilation[axis] - s.pad_begin[axis];
+    const int64_t begin = std::max<int64_t>(0, first), end = std::min(s.in[axis] - 1, last);
+    if (end < begin) continue;  // the chunk reads padding only: all its products are zero
+    Chunk c{s, begin * xs.spatial[axis], r0 * gy.spatial[axis]};
+    c.shape.out[axis] = r1 - r0;
+    c.shape.in[axis] = end - begin + 1;
+    c.shape.pad_begin[axis] = begin - first;
+    chunks.push_back(c);
+  }
+  return chunks;
+}
+
+// into[i] += part[i]: chunk by chunk, so every element's order of additions is fixed.
+template <typename T>
+void accumulate(T* into, const T* part, int64_t count, int threads) {
+  parallel_region(count < (int64_t(1) << 16) ? 1 : threads, [&](int tid, int nt) {
+    int64_t begin, end;
+    split_range(count, tid, nt, &begin, &end);
+    for (int64_t i = begin; i < end; ++i) into[i] += part[i];
+  });
+}
+
+}  // namespace
 
 template <typename T>
 void conv_weight_grad(const ConvShape& s, const T* x, const T* grad_y, T* grad_weight, int threads) {
   const int64_t cg_in = s.in_channels / s.groups, cg_out = s.out_channels / s.groups;
   const int64_t per_group = checked_mul(checked_mul(cg_out, cg_in, "grad_weight"), volume(s.kernel), "grad_weight");
-  if (s.batch == 0 || per_group == 0) {
-    for (int64_t i = 0; i < per_group * s.groups; ++i) grad_weight[i] = T(0);
-    return;
-  }
-  const ConvPlan plan = plan_conv(describe_weight_grad(s), tile_shapes(kernels_of<T>()), threads);
+  std::fill(grad_weight, grad_weight + per_group * s.groups, T(0));
+  if (s.batch == 0 || per_group == 0) return;
   const TensorStrides xs = layout_strides(s.in_channels, s.in, s.channels_last);
   const TensorStrides gy = layout_strides(s.out_channels, s.out, s.channels_last);
-  for (int64_t g = 0; g < s.groups; ++g) {
+  const Epilogue<T> none{Activation::kNone, T(0)};
+  std::vector<T> part(static_cast<size_t>(per_group));
+  for (const Chunk& c : reduction_chunks(s, xs, gy)) {
     // The plan does not depend on the group; only where its data lives does.
-    const auto packed = pack_weights<T>(plan, grad_y + g * cg_out * gy.c, nullptr, plan.threads);
-    execute_conv(plan, *packed, x + g * cg_in * xs.c, grad_weight + g * per_group, Epilogue<T>{Activation::kNone, T(0)});
+    const ConvPlan plan = plan_conv(describe_weight_grad(c.shape, xs, gy), tile_shapes(kernels_of<T>()), threads);
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const auto packed = pack_weights<T>(plan, grad_y + c.grad_y_offset + g * cg_out * gy.c, nullptr, plan.threads);
+      execute_conv(plan, *packed, x + c.x_offset + g * cg_in * xs.c, part.data(), none);
+      accumulate(grad_weight + g * per_group, part.data(), per_group, plan.threads);
+    }
   }
 }
 
