@@ -261,3 +261,27 @@ def test_every_supported_level_matches_the_oracle() -> None:
                               timeout=300)
         assert done.returncode == 0, (level, done.stderr[-3000:])
         assert done.stdout.split()[-1] == "36", (level, done.stdout)
+
+
+# The weight gradient's reduction runs in chunks of 4096 steps (taps x images): shapes with
+# several chunks, windows that start in the padding, and chunks that read padding only.
+CHUNKED = [
+    ("conv", 2, dict(n=3, c_in=2, c_out=3, spatial=(40, 37), kernel=(3, 3)), dict(padding=2, dilation=(2, 1))),
+    ("conv_transpose", 2, dict(n=1, c_in=3, c_out=2, spatial=(70, 61), kernel=(4, 3)), dict(stride=2, padding=1)),
+    ("conv", 1, dict(n=2, c_in=2, c_out=2, spatial=(5000,), kernel=(5,)), dict(stride=2, padding=(3,), dilation=3)),
+    ("conv", 1, dict(n=1, c_in=1, c_out=2, spatial=(100,), kernel=(3,)), dict(padding=5000)),
+    ("conv_transpose", 3, dict(n=1, c_in=2, c_out=2, spatial=(20, 16, 15), kernel=(2, 3, 2)),
+     dict(stride=(2, 1, 2), padding=(1, 0, 1))),
+]
+
+
+@pytest.mark.parametrize("kind,rank,shapes,kwargs", CHUNKED)
+def test_weight_gradient_in_chunks(kind: str, rank: int, shapes: Dict[str, Any], kwargs: Dict[str, Any]) -> None:
+    rng = np.random.default_rng(11)
+    x, w, _ = nd_conv_inputs(rng, kind=kind, bias=False, **shapes)
+    forward, backward, _ = _forward_and_backward(kind, rank)
+    gy = _grad_output(rng, forward, x, w, np.float64, **kwargs)
+    mask = dict(output_mask=(False, True, False))
+    _check(kind, rank, gy, x, w, np.dtype(np.float64), dict(kwargs, **mask), dict(num_threads=2))
+    one, two = (backward(gy, x, w, **kwargs, **mask, num_threads=t)[1] for t in (1, 2))
+    assert np.array_equal(one, two)
