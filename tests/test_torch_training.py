@@ -253,3 +253,11 @@ def test_compile_fullgraph_forward_and_backward() -> None:
     y_ref.sum().backward()
     for p, q in zip(model.parameters(), eager.parameters()):
         torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_method_is_kept_and_shown() -> None:
+    up = spt.ConvTranspose2d(2, 3, 4, stride=2, method="direct")
+    assert up.method == "direct" and "method='direct'" in repr(up)
+    assert "method" not in repr(spt.Conv1d(2, 3, 3))
+    x = torch.randn(1, 2, 5, 5)
+    torch.testing.assert_close(up(x), F.conv_transpose2d(x, up.weight, up.bias, stride=2), rtol=1e-5, atol=1e-5)

@@ -445,8 +445,8 @@ def pixel_unshuffle(x: torch.Tensor, downscale_factor: IntOrTuple, *, mode: str 
 # ----------------------------------------------------------------------------- modules
 
 
-class _TransposedModule:
-    """forward() of ConvTranspose{1,2,3}d: torch's module, run by this package."""
+class _Module:
+    """What our modules add to torch's: the `method` keyword, shown in the repr when not "auto"."""
 
     _rank: int
     weight: torch.Tensor
@@ -455,6 +455,14 @@ class _TransposedModule:
     def __init__(self, *args: Any, method: str = "auto", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.method = _p.choice(method, "method", _p.METHODS)
+
+    def extra_repr(self) -> str:
+        base: str = super().extra_repr()  # type: ignore[misc]
+        return base if self.method == "auto" else f"{base}, method={self.method!r}"
+
+
+class _TransposedModule(_Module):
+    """forward() of ConvTranspose{1,2,3}d: torch's module, run by this package."""
 
     def forward(self, input: torch.Tensor, output_size: Optional[Sequence[int]] = None) -> torch.Tensor:
         m: Any = self
@@ -463,31 +471,18 @@ class _TransposedModule:
         return _CONV_TRANSPOSE[self._rank](input, self.weight, self.bias, m.stride, m.padding, output_padding,
                                            m.groups, m.dilation, output_size=output_size, method=self.method)
 
-    def extra_repr(self) -> str:
-        base: str = super().extra_repr()  # type: ignore[misc]
-        return base if self.method == "auto" else f"{base}, method={self.method!r}"
 
-
-class _ConvModule:
+class _ConvModule(_Module):
     """forward() of Conv{1,2,3}d: torch's module, run by this package (padding_mode "zeros")."""
 
-    _rank: int
-    weight: torch.Tensor
-    bias: Optional[torch.Tensor]
-
     def __init__(self, *args: Any, method: str = "auto", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.method = _p.choice(method, "method", _p.METHODS)
+        super().__init__(*args, method=method, **kwargs)
         _require_zero_padding(self)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         m: Any = self
         return _CONV[self._rank](input, self.weight, self.bias, m.stride, m.padding, m.dilation, m.groups,
                                  method=self.method)
-
-    def extra_repr(self) -> str:
-        base: str = super().extra_repr()  # type: ignore[misc]
-        return base if self.method == "auto" else f"{base}, method={self.method!r}"
 
 
 def _require_zero_padding(module: Any) -> None:
