@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="subpixel_ext.torch needs the [torch] extra")
 import torch.nn.functional as F  # noqa: E402
 
+import subpixel_ext as spx  # noqa: E402
 import subpixel_ext.torch as spt  # noqa: E402
 
 F64 = torch.float64
@@ -261,3 +262,19 @@ def test_method_is_kept_and_shown() -> None:
     assert "method" not in repr(spt.Conv1d(2, 3, 3))
     x = torch.randn(1, 2, 5, 5)
     torch.testing.assert_close(up(x), F.conv_transpose2d(x, up.weight, up.bias, stride=2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_subpixel_conv_other_ranks(rank: int) -> None:
+    spatial, kernel, factor = {1: ((7,), (3,), (3,)), 3: ((3, 2, 3), (2, 2, 2), (2, 1, 2))}[rank]
+    phases = 1
+    for f in factor:
+        phases *= f
+    x, w = _randn(2, 2, *spatial, grad=True), _randn(2 * phases, 2, *kernel, grad=True)
+    b = _randn(2 * phases, grad=True)
+    fn = getattr(spt, f"subpixel_conv{rank}d")
+    assert torch.autograd.gradcheck(lambda *t: fn(t[0], t[1], factor, t[2], padding=1, mode="DCR"), (x, w, b))
+    y = fn(x, w, factor, b, padding=1, mode="DCR")
+    expected = getattr(spx, f"subpixel_conv{rank}d")(*(t.detach().numpy() for t in (x, w)), factor,
+                                                      b.detach().numpy(), padding=1, mode="DCR")
+    torch.testing.assert_close(y.detach(), torch.from_numpy(expected))

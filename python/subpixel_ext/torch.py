@@ -50,7 +50,9 @@ __all__ = [
     "convert",
     "pixel_shuffle",
     "pixel_unshuffle",
+    "subpixel_conv1d",
     "subpixel_conv2d",
+    "subpixel_conv3d",
 ]
 
 _NAMESPACE = "subpixel_ext"
@@ -413,16 +415,25 @@ conv_transpose1d, conv_transpose2d, conv_transpose3d = (_conv_transpose(r) for r
 conv1d, conv2d, conv3d = (_conv(r) for r in (1, 2, 3))
 
 
-def subpixel_conv2d(
-    x: torch.Tensor, weight: torch.Tensor, upscale_factor: IntOrTuple, bias: Optional[torch.Tensor] = None,
-    stride: IntOrTuple = 1, padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *, mode: str = "CRD",
-) -> torch.Tensor:
-    """``pixel_shuffle(conv2d(x, weight, bias, ...), upscale_factor)`` in one pass, differentiable."""
-    factor = list(_p.per_axis(upscale_factor, "upscale_factor", 2, minimum=1))
-    canonical = _p.choice(mode, "mode", _p.MODES)
-    settings = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, upscale_factor=tuple(factor),
-                    mode=canonical)
-    return _run(_SUBPIXEL[2], "subpixel", 2, x, weight, bias, settings, None, "auto", (factor, canonical))
+def _subpixel_conv(rank: int) -> Callable[..., torch.Tensor]:
+    def subpixel_conv(
+        x: torch.Tensor, weight: torch.Tensor, upscale_factor: IntOrTuple, bias: Optional[torch.Tensor] = None,
+        stride: IntOrTuple = 1, padding: Padding = 0, dilation: IntOrTuple = 1, groups: int = 1, *,
+        mode: str = "CRD",
+    ) -> torch.Tensor:
+        factor = list(_p.per_axis(upscale_factor, "upscale_factor", rank, minimum=1))
+        canonical = _p.choice(mode, "mode", _p.MODES)
+        settings = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        upscale_factor=tuple(factor), mode=canonical)
+        return _run(_SUBPIXEL[rank], "subpixel", rank, x, weight, bias, settings, None, "auto", (factor, canonical))
+
+    subpixel_conv.__name__ = subpixel_conv.__qualname__ = f"subpixel_conv{rank}d"
+    subpixel_conv.__doc__ = (f"``pixel_shuffle(conv{rank}d(x, weight, bias, ...), upscale_factor)`` in one pass, "
+                             "differentiable.")
+    return subpixel_conv
+
+
+subpixel_conv1d, subpixel_conv2d, subpixel_conv3d = (_subpixel_conv(r) for r in (1, 2, 3))
 
 
 def _shuffle(op: Any, x: torch.Tensor, factor: Any, mode: str, inverse: bool) -> torch.Tensor:
