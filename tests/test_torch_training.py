@@ -75,7 +75,7 @@ def test_matches_torch_autograd(case: Any, channels_last: bool) -> None:
 
 def _op_args(rank: int, transposed: bool, xs: Any, ws: Any, kwargs: Dict[str, Any], bias: bool) -> Tuple[Any, ...]:
     """The registered op's arguments for one case (as the wrapper computes them)."""
-    _, geometry = spt._op_geometry(
+    _, geometry = spt._parse_geometry(
         "conv_transpose" if transposed else "conv", rank, (xs, ws, None), tuple(kwargs.items()), None, "auto"
     )
     c_out = ws[1] * kwargs.get("groups", 1) if transposed else ws[0]
@@ -101,7 +101,7 @@ def test_opcheck_shuffles_and_subpixel() -> None:
     torch.library.opcheck(OPS.pixel_unshuffle, (_randn(2, 3, 6, 4, grad=True), [3, 2], "DCR"))
     torch.library.opcheck(OPS.pixel_shuffle, (_randn(2, 6, 5, grad=True), [3], "CRD"))
     w, b = _randn(12, 3, 3, 3, grad=True), _randn(12, grad=True)
-    _, geometry = spt._op_geometry("subpixel", 2, ((2, 3, 5, 5), (12, 3, 3, 3), (12,)),
+    _, geometry = spt._parse_geometry("subpixel", 2, ((2, 3, 5, 5), (12, 3, 3, 3), (12,)),
                                    (("padding", 1), ("upscale_factor", (2, 2))), None, "auto")
     torch.library.opcheck(OPS.subpixel_conv2d, (_randn(2, 3, 5, 5, grad=True), w, b, [2, 2], "CRD", *geometry))
 
@@ -278,3 +278,19 @@ def test_subpixel_conv_other_ranks(rank: int) -> None:
     expected = getattr(spx, f"subpixel_conv{rank}d")(*(t.detach().numpy() for t in (x, w)), factor,
                                                       b.detach().numpy(), padding=1, mode="DCR")
     torch.testing.assert_close(y.detach(), torch.from_numpy(expected))
+
+
+def test_compile_with_dynamic_shapes() -> None:
+    """Sizes torch.compile keeps symbolic: "same" padding with a stride, output_size=skip.size()."""
+    torch.manual_seed(5)
+    up = spt.ConvTranspose2d(4, 3, 3, stride=2, padding=1)
+    w = torch.randn(2, 3, 3, 3)
+
+    def block(x: Any, skip: Any) -> Any:
+        return spt.conv2d(up(x, output_size=skip.size()), w, padding="same", stride=2)
+
+    compiled = torch.compile(block, fullgraph=True, dynamic=True)
+    for size in ((5, 6), (8, 7)):
+        x = torch.randn(2, 4, *size)
+        skip = torch.randn(2, 3, 2 * size[0], 2 * size[1] - 1)
+        torch.testing.assert_close(compiled(x, skip), block(x, skip))

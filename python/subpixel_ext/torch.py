@@ -58,7 +58,8 @@ __all__ = [
 _NAMESPACE = "subpixel_ext"
 _DTYPES = (torch.float32, torch.float64)
 _NAMES = {"conv_transpose": "conv_transpose", "conv": "conv"}
-_GEOMETRY = "int[] stride, int[] pad_begin, int[] pad_end, int[] output_padding, int groups, int[] dilation, str method"
+_GEOMETRY = ("int[] stride, SymInt[] pad_begin, SymInt[] pad_end, SymInt[] output_padding, int groups, int[] dilation, "
+             "str method")
 
 # ----------------------------------------------------------------------------- tensors <-> arrays
 
@@ -349,12 +350,6 @@ def _parse_geometry(
     return geometry.batched, args
 
 
-# A constant for torch.compile: evaluated once while tracing, never traced into.
-_op_geometry: Callable[..., Tuple[bool, List[Any]]] = torch.compiler.assume_constant_result(  # type: ignore[no-untyped-call]
-    _parse_geometry
-)
-
-
 def _frozen(value: Any) -> Any:
     """Lists as tuples (hashable, constant for torch.compile)."""
     if isinstance(value, (list, tuple)):
@@ -362,12 +357,64 @@ def _frozen(value: Any) -> Any:
     return value
 
 
+def _parse_params(kind: str, rank: int, settings: Tuple[Tuple[str, Any], ...], method: str) -> Tuple[Any, ...]:
+    """The settings the geometry needs, each checked by the package's parser (the checks that need
+    the tensors' shapes run when the op does)."""
+    given = dict(settings)
+    stride = _p.per_axis(given.get("stride", 1), "stride", rank, minimum=1)
+    dilation = _p.per_axis(given.get("dilation", 1), "dilation", rank, minimum=1)
+    output_padding = _p.per_axis(given.get("output_padding", 0), "output_padding", rank, minimum=0)
+    groups = _p.scalar_int(given.get("groups", 1), "groups", minimum=1)
+    padding = _p.padding_spec(given.get("padding", 0), rank)
+    return stride, dilation, groups, padding, output_padding, _p.choice(method, "method", _p.METHODS)
+
+
+# A constant for torch.compile: evaluated once while tracing, never traced into.
+_op_params: Callable[..., Tuple[Any, ...]] = torch.compiler.assume_constant_result(  # type: ignore[no-untyped-call]
+    _parse_params
+)
+
+
+def _symbolic_geometry(
+    kind: str, rank: int, x: torch.Tensor, weight: torch.Tensor, params: Tuple[Any, ...], output_size: Any
+) -> List[Any]:
+    """The op's geometry arguments for sizes that torch.compile may keep symbolic (dynamic
+    shapes): the arithmetic of _params on them. The op itself checks the sizes when it runs."""
+    stride, dilation, groups, padding, output_padding, method = params
+    spatial = x.shape[x.dim() - rank:]
+    k_eff = [d * (k - 1) + 1 for d, k in zip(dilation, weight.shape[2:])]
+    lo: List[Any] = []
+    hi: List[Any] = []
+    extra: List[Any] = []
+    for a, size in enumerate(spatial):
+        if kind == "conv_transpose":
+            begin, end, more = _p.transposed_axis_crop(padding, a, k_eff[a], stride[a], output_padding[a])
+            if output_size is not None:
+                more = list(output_size)[-rank + a] - ((size - 1) * stride[a] + k_eff[a] - begin - end)
+        else:
+            if padding == "same":
+                total = torch.sym_max(  # type: ignore[no-untyped-call]
+                    ((size + stride[a] - 1) // stride[a] - 1) * stride[a] + k_eff[a] - size, 0)
+                begin, end = total // 2, total - total // 2
+            else:
+                begin, end = _p.conv_axis_padding(padding, a, size, k_eff[a], stride[a])
+            more = 0
+        lo.append(begin)
+        hi.append(end)
+        extra.append(more)
+    return [list(stride), lo, hi, extra, groups, list(dilation), method]
+
+
 def _run(op: Any, kind: str, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
          settings: Dict[str, Any], output_size: Any, method: str, extra: Tuple[Any, ...] = ()) -> torch.Tensor:
     _check_tensors(x=x, weight=weight, bias=bias)
-    shapes = (tuple(x.shape), tuple(weight.shape), None if bias is None else tuple(bias.shape))
     frozen = tuple((k, _frozen(v)) for k, v in settings.items())
-    batched, geometry = _op_geometry(kind, rank, shapes, frozen, _frozen(output_size), method)
+    if not torch.compiler.is_compiling():
+        shapes = (tuple(x.shape), tuple(weight.shape), None if bias is None else tuple(bias.shape))
+        batched, geometry = _parse_geometry(kind, rank, shapes, frozen, output_size, method)
+    else:  # the sizes may be symbolic (dynamic shapes): only the parameters are a constant
+        params = _op_params(kind, rank, frozen, method)
+        batched, geometry = x.dim() == rank + 2, _symbolic_geometry(kind, rank, x, weight, params, output_size)
     xb = x if batched else x.unsqueeze(0)
     y: torch.Tensor = op(xb, weight, bias, *extra, *geometry)
     return y if batched else y.squeeze(0)
