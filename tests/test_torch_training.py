@@ -273,6 +273,10 @@ def test_subpixel_conv_other_ranks(rank: int) -> None:
     x, w = _randn(2, 2, *spatial, grad=True), _randn(2 * phases, 2, *kernel, grad=True)
     b = _randn(2 * phases, grad=True)
     fn = getattr(spt, f"subpixel_conv{rank}d")
+    settings = (("padding", 1), ("upscale_factor", factor), ("mode", "DCR"))
+    _, geometry = spt._parse_geometry("subpixel", rank, (tuple(x.shape), tuple(w.shape), tuple(b.shape)), settings,
+                                      None, "auto")
+    torch.library.opcheck(getattr(OPS, f"subpixel_conv{rank}d"), (x, w, b, list(factor), "DCR", *geometry))
     assert torch.autograd.gradcheck(lambda *t: fn(t[0], t[1], factor, t[2], padding=1, mode="DCR"), (x, w, b))
     y = fn(x, w, factor, b, padding=1, mode="DCR")
     expected = getattr(spx, f"subpixel_conv{rank}d")(*(t.detach().numpy() for t in (x, w)), factor,
