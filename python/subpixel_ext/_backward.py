@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from . import _params as _p
+from ._api import _public
 from ._layers import operator_factory, run_native
 from ._typing import ArrayLike, IntOrTuple, OutputSize, Padding
 
@@ -105,12 +106,6 @@ _DOC = """Gradients of :func:`{name}`: ``(grad_input, grad_weight, grad_bias)``.
 """
 
 _Fn = Callable[..., Gradients]
-
-
-def _public(fn: _Fn, name: str, doc: str) -> _Fn:
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    return fn
 
 
 def _conv_transpose_backward(rank: int) -> _Fn:

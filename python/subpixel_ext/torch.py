@@ -319,17 +319,13 @@ _SUBPIXEL = {rank: _define_subpixel(rank) for rank in (1, 2, 3)}
 # ----------------------------------------------------------------------------- functions
 
 
-def _shape_only(t: Optional[torch.Tensor]) -> Any:
-    """An array with the tensor's shape and no data, for the parser (which reads shapes only)."""
-    return None if t is None else np.broadcast_to(np.empty((), np.bool_), tuple(t.shape))
-
-
 def _parse_geometry(
     kind: str, rank: int, shapes: Tuple[Any, ...], settings: Tuple[Tuple[str, Any], ...], output_size: Any,
     method: str,
 ) -> Tuple[bool, List[Any]]:
     """(batched, the op's geometry arguments) from the arguments' shapes, checked by the package's
-    one parser (the same errors as the NumPy API); a constant for torch.compile."""
+    one parser (the same errors as the NumPy API). The parser reads shapes only: it gets arrays
+    of the weight's and bias's shapes that hold no data."""
     x_shape, w_shape, b_shape = shapes
     weight = np.broadcast_to(np.empty((), np.bool_), w_shape)
     bias = None if b_shape is None else np.broadcast_to(np.empty((), np.bool_), b_shape)
@@ -357,7 +353,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _parse_params(kind: str, rank: int, settings: Tuple[Tuple[str, Any], ...], method: str) -> Tuple[Any, ...]:
+def _parse_params(rank: int, settings: Tuple[Tuple[str, Any], ...], method: str) -> Tuple[Any, ...]:
     """The settings the geometry needs, each checked by the package's parser (the checks that need
     the tensors' shapes run when the op does)."""
     given = dict(settings)
@@ -413,7 +409,7 @@ def _run(op: Any, kind: str, rank: int, x: torch.Tensor, weight: torch.Tensor, b
         shapes = (tuple(x.shape), tuple(weight.shape), None if bias is None else tuple(bias.shape))
         batched, geometry = _parse_geometry(kind, rank, shapes, frozen, output_size, method)
     else:  # the sizes may be symbolic (dynamic shapes): only the parameters are a constant
-        params = _op_params(kind, rank, frozen, method)
+        params = _op_params(rank, frozen, method)
         batched, geometry = x.dim() == rank + 2, _symbolic_geometry(kind, rank, x, weight, params, output_size)
     xb = x if batched else x.unsqueeze(0)
     y: torch.Tensor = op(xb, weight, bias, *extra, *geometry)
