@@ -285,3 +285,18 @@ def test_weight_gradient_in_chunks(kind: str, rank: int, shapes: Dict[str, Any],
     _check(kind, rank, gy, x, w, np.dtype(np.float64), dict(kwargs, **mask), dict(num_threads=2))
     one, two = (backward(gy, x, w, **kwargs, **mask, num_threads=t)[1] for t in (1, 2))
     assert np.array_equal(one, two)
+
+
+def test_bias_gradient_of_a_large_tensor_on_several_threads() -> None:
+    """Above 2**24 elements the bias gradient runs in parallel: the same bits, the exact sum."""
+    rng = np.random.default_rng(12)
+    x = random_array(rng, (1, 1, 2048, 2048), np.float32)
+    w = random_array(rng, (4, 1, 1, 1), np.float32)
+    for layout, gy in (("NCHW", random_array(rng, (1, 4, 2048, 2048), np.float32)),
+                       ("NHWC", random_array(rng, (1, 2048, 2048, 4), np.float32))):
+        xl = x if layout == "NCHW" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+        one, two = (spx.conv2d_backward(gy, xl, w, layout=layout, output_mask=(False, False, True), num_threads=t)[2]
+                    for t in (1, 2))
+        assert np.array_equal(one, two)
+        exact = gy.astype(np.float64).sum(axis=(0, 2, 3) if layout == "NCHW" else (0, 1, 2))
+        np.testing.assert_allclose(one, exact, rtol=1e-6)

@@ -140,7 +140,7 @@ std::vector<Chunk> reduction_chunks(const ConvShape& s, const TensorStrides& xs,
 // into[i] += part[i]: chunk by chunk, so every element's order of additions is fixed.
 template <typename T>
 void accumulate(T* into, const T* part, int64_t count, int threads) {
-  parallel_region(count < (int64_t(1) << 16) ? 1 : threads, [&](int tid, int nt) {
+  parallel_region(count < (int64_t(1) << 22) ? 1 : threads, [&](int tid, int nt) {  // bandwidth-bound
     int64_t begin, end;
     split_range(count, tid, nt, &begin, &end);
     for (int64_t i = begin; i < end; ++i) into[i] += part[i];
@@ -170,25 +170,40 @@ void conv_weight_grad(const ConvShape& s, const T* x, const T* grad_y, T* grad_w
   }
 }
 
+// Partial sums per channel: element (n, pixel i) goes to lane i % kLanes, images outer, pixels
+// inner, whatever the layout; the lanes are added in order at the end. A fixed order that never
+// depends on the thread count, with independent adds. float32 is summed in double.
+constexpr int64_t kLanes = 8;
+
 template <typename T>
 void bias_grad(int64_t batch, int64_t channels, int64_t pixels, bool channels_last, const T* grad_y, T* grad_bias,
                int threads) {
-  // Per channel: images outer, pixels inner, in memory order within an image; one thread per
-  // channel range, so the order never depends on the thread count.
-  const int nt = batch * channels * pixels < (int64_t(1) << 16) ? 1 : threads;
+  std::vector<double> lanes(static_cast<size_t>(checked_mul(channels, kLanes, "grad_bias")), 0.0);
+  // Bandwidth-bound: one thread reads ~16M elements in a few ms; more only pay beyond that.
+  const int nt = batch * channels * pixels < (int64_t(1) << 24) ? 1 : threads;
   parallel_region(nt, [&](int tid, int count) {
     int64_t begin, end;
     split_range(channels, tid, count, &begin, &end);
-    for (int64_t c = begin; c < end; ++c) {
-      double sum = 0;  // float32 gradients summed in double: many terms, one rounding
-      for (int64_t n = 0; n < batch; ++n) {
-        const T* image = grad_y + n * channels * pixels;
-        if (channels_last)
-          for (int64_t i = 0; i < pixels; ++i) sum += image[i * channels + c];
-        else
-          for (int64_t i = 0; i < pixels; ++i) sum += image[c * pixels + i];
+    for (int64_t n = 0; n < batch; ++n) {
+      const T* image = grad_y + n * channels * pixels;
+      if (channels_last) {  // one pass over the image for this thread's channels
+        for (int64_t i = 0; i < pixels; ++i)
+          for (int64_t c = begin; c < end; ++c) lanes[size_t(c * kLanes + i % kLanes)] += image[i * channels + c];
+        continue;
       }
-      grad_bias[c] = static_cast<T>(sum);
+      for (int64_t c = begin; c < end; ++c) {
+        double* sum = lanes.data() + c * kLanes;
+        const T* row = image + c * pixels;
+        int64_t i = 0;
+        for (; i + kLanes <= pixels; i += kLanes)
+          for (int64_t l = 0; l < kLanes; ++l) sum[l] += row[i + l];
+        for (; i < pixels; ++i) sum[i % kLanes] += row[i];
+      }
+    }
+    for (int64_t c = begin; c < end; ++c) {
+      double total = 0;
+      for (int64_t l = 0; l < kLanes; ++l) total += lanes[size_t(c * kLanes + l)];
+      grad_bias[c] = static_cast<T>(total);
     }
   });
 }
