@@ -24,7 +24,7 @@ import subpixel_ext as spx
 from contenders import all_contenders, make_inputs
 from report import (
     Peaks, Result, format_overview, format_summary, format_table, fmt, geomean, goals, load_average,
-    machine_info, ratios, usable_cpus, cpu_model,
+    machine_info, ratios, scaling_goals, usable_cpus, cpu_model,
 )
 from timing import best_rows, measure, quiet_gc
 from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads, select_workloads
@@ -173,16 +173,8 @@ def replot(args: argparse.Namespace) -> int:
     return plot_or_explain(reports, args.plot)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark: 0 whatever the goal checks say, 2 on a bad workloads file or selection."""
-    if args.replot:
-        return replot(args)
-    try:
-        loaded, notes = load_workloads(args.workloads)
-        workloads = select_workloads(loaded, args.only)
-    except (ValueError, OSError, KeyError) as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 2
+def run_threads(args: argparse.Namespace, workloads: Sequence[Workload], notes: List[str]) -> Tuple[List[Result], Dict[str, Any]]:
+    """One full run at args.threads: the tables, the summary and the report."""
     start_load = load_average()
     peers, peer_notes = ({}, []) if args.no_peers else import_peers(args.threads)
     notes = notes + peer_notes
@@ -193,11 +185,41 @@ def run(args: argparse.Namespace) -> int:
     print("\n\n".join([format_table(r) for r in results] + [format_overview(results)]))
     print(f"load average {fmt(start_load, '.2f')} at start, {fmt(end_load, '.2f')} at end")
     print(format_summary(results, goals(results)))
-    report = build_report(args, results, peers, peaks, (start_load, end_load), notes)
-    if args.json is not None:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-    return 0 if args.plot is None else plot_or_explain([report], args.plot)
+    return results, build_report(args, results, peers, peaks, (start_load, end_load), notes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark: 0 whatever the goal checks say, 2 on bad arguments or workloads."""
+    if args.replot:
+        return replot(args)
+    if len(args.threads) > 1 and args.json is not None and "{threads}" not in args.json:
+        print("bench: with several thread counts, --json needs a {threads} placeholder", file=sys.stderr)
+        return 2
+    try:
+        loaded, notes = load_workloads(args.workloads)
+        workloads = select_workloads(loaded, args.only)
+    except (ValueError, OSError, KeyError) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    by_threads, reports = {}, []
+    for threads in args.threads:
+        one = argparse.Namespace(**{**vars(args), "threads": threads})
+        by_threads[threads], report = run_threads(one, workloads, notes)
+        reports.append(report)
+        if args.json is not None:
+            with open(args.json.format(threads=threads), "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+    if 1 in by_threads and 2 in by_threads:
+        print("Scaling (informational):")
+        print("\n".join(g.line() for g in scaling_goals(by_threads[1], by_threads[2])))
+    return 0 if args.plot is None else plot_or_explain(reports, args.plot)
+
+
+def thread_counts(text: str) -> List[int]:
+    counts = [positive_int(part) for part in text.split(",")]
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"thread counts must differ, got {text}")
+    return counts
 
 
 def positive_int(text: str) -> int:
@@ -212,7 +234,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", type=Path, default=DEFAULT_WORKLOADS_FILE, metavar="FILE",
                    help=f"the workloads JSON (default {DEFAULT_WORKLOADS_FILE})")
     p.add_argument("--only", default=None, metavar="NAMES", help="comma-separated workload names to run")
-    p.add_argument("--threads", type=positive_int, default=1, help="threads for every contender (default 1)")
+    p.add_argument("--threads", type=thread_counts, default=[1], metavar="COUNTS",
+                   help="comma-separated thread counts, each a full run with every contender at that count "
+                        "(default 1); 1,2 adds the speed-up from the second thread")
     p.add_argument("--repeats", type=positive_int, default=None,
                    help=f"timed rounds per workload (default {DEFAULT_REPEATS}; {QUICK_REPEATS} with --quick)")
     p.add_argument("--quick", action="store_true", help="fewer and shorter samples, for smoke tests")

@@ -40,7 +40,7 @@ class Contender:
 
 @dataclass
 class Inputs:
-    x: np.ndarray  # channels first, float32
+    x: np.ndarray  # channels first, float32 (bench_half.py: its dtype)
     weight: Optional[np.ndarray]
 
 
@@ -79,7 +79,7 @@ class OurCalls:
         """One per layout: `call(layout, x, out)` with that layout's input and pre-allocated result."""
         found = []
         for layout in self.layouts:
-            out = np.empty(self.out_shape[layout], np.float32)
+            out = np.empty(self.out_shape[layout], self.inp.x.dtype)
             bound = functools.partial(call, layout, self.x[layout], out)
             found.append(Variant(layout, bound, channels_first_view(layout, self.w.dims)))
         return found
@@ -133,9 +133,15 @@ class OurCalls:
         return functional + [Contender(layer_name, "layer", self.variants(self.layer()), "auto")]
 
 
-def memcpy_contender(inp: Inputs) -> Contender:
-    dst = np.empty_like(inp.x)
-    copy = Variant("-", lambda: np.copyto(dst, inp.x), None)
+# Workloads whose speed is bounded by memory traffic: timed against a memcpy of their bytes.
+MEMORY_BOUND = ("image_1ch", "shuffle_256", "nnunet_up3d")
+
+
+def memcpy_contender(w: Workload) -> Contender:
+    """np.copyto of half the workload's moved bytes (memcpy reads and writes each byte once)."""
+    src = np.ones(w.moved_bytes // 8, np.float32)
+    dst = np.empty_like(src)
+    copy = Variant("-", lambda: np.copyto(dst, src), None)
     return Contender("memcpy (np.copyto)", "reference", [copy])
 
 
@@ -270,9 +276,9 @@ def all_contenders(w: Workload, inp: Inputs, threads: int, peers: Dict[str, Any]
     """Ours first (the headline first of all), then the yardstick and the peers that are installed."""
     contenders = OurCalls(w, inp, threads).contenders()
     notes: List[str] = []
-    if w.op == "pixel_shuffle":
-        contenders.append(memcpy_contender(inp))
-        notes.append("memcpy is one thread's np.copyto of the same bytes")
+    if w.name in MEMORY_BOUND or w.op == "pixel_shuffle":
+        contenders.append(memcpy_contender(w))
+        notes.append("memcpy is one thread's np.copyto of the bytes the call must read and write")
     if "torch" in peers:
         found, why_not = torch_contenders(peers["torch"], w, inp)
         contenders += found

@@ -113,8 +113,10 @@ class Workload:
 
     @property
     def moved_bytes(self) -> int:
-        """Bytes read plus bytes written by the shuffle (float32)."""
-        return 2 * 4 * math.prod(self.in_shape)
+        """Bytes a call must read plus write (float32): input and result, and the weights of a
+        convolution."""
+        weights = 0 if self.op == "pixel_shuffle" else math.prod(self.weight_shape)
+        return 4 * (math.prod(self.in_shape) + math.prod(self.out_shape) + weights)
 
     def describe(self) -> str:
         args = " ".join(f"{k}={v}" for k, v in self.params.items())

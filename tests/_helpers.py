@@ -6,6 +6,7 @@
 * ``oracle(ref_fn, *arrays, **kwargs)``: the NumPy oracle evaluated in float64 on the same
   inputs (exact copies of float16/float32 values) plus the matching ``scale`` array.
 * ``conv_inputs(...)`` (2-D) / ``nd_conv_inputs(...)`` (any rank): random x / weight / bias.
+* ``layer_and_functional(kind, rank, ...)``: a layer and the functional call it equals.
 * ``bits``, ``run_child``, ``under_asan``, ``parallel_problems``: process-level test tools.
 
 Importable from test modules and from child interpreters (``PYTHONPATH=tests``) alike: it
@@ -262,8 +263,9 @@ def torch_activation(y: np.ndarray, activation: Optional[str], negative_slope: f
 
 
 def bits(a: np.ndarray) -> np.ndarray:
-    """The raw bits of a float array (so that NaN payloads and signed zeros count)."""
-    return a.view({4: np.uint32, 8: np.uint64, 2: np.uint16}[a.dtype.itemsize])
+    """The raw bits of an array, as unsigned integers of its element size (so that NaN payloads
+    and signed zeros count); elements of more than 8 bytes as several."""
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32}.get(a.dtype.itemsize, np.uint64))
 
 
 def run_child(code: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -325,9 +327,33 @@ def parallel_problems(dtype: Any, seed: int = 0) -> Dict[str, Callable[..., np.n
     }
 
 
+# ----------------------------------------------------------------------------- layers
+
+def layer_and_functional(kind: str, rank: int, dtype: Any = np.float32, channels_last: bool = False, **extra: Any):
+    """(layer, functional(x, **call_kw), weight, bias) for a non-trivial configuration of a
+    layer class and its functional twin."""
+    import subpixel_ext as spx
+    rng = np.random.default_rng(rank * 10 + len(kind))
+    layout = LAYOUTS[rank][channels_last]
+    if kind == "conv_transpose":
+        w, b = random_array(rng, (4, 3) + (3,) * rank, dtype), random_array(rng, (6,), dtype)
+        kw: Dict[str, Any] = dict(stride=2, padding=1, groups=2, layout=layout, **extra)
+        return (spx.__dict__[f"ConvTranspose{rank}d"](w, b, **kw),
+                lambda x, **c: spx.__dict__[f"conv_transpose{rank}d"](x, w, b, **kw, **c), w, b)
+    if kind == "conv":
+        w, b = random_array(rng, (6, 2) + (3,) * rank, dtype), random_array(rng, (6,), dtype)
+        kw = dict(stride=2, padding="same", groups=2, layout=layout, **extra)
+        return (spx.__dict__[f"Conv{rank}d"](w, b, **kw),
+                lambda x, **c: spx.__dict__[f"conv{rank}d"](x, w, b, **kw, **c), w, b)
+    w, b = random_array(rng, (2 ** rank * 2, 4) + (3,) * rank, dtype), random_array(rng, (2 ** rank * 2,), dtype)
+    kw = dict(padding=1, layout=layout, mode="DCR", **extra)
+    return (spx.__dict__[f"SubPixelConv{rank}d"](w, 2, b, **kw),
+            lambda x, **c: spx.__dict__[f"subpixel_conv{rank}d"](x, w, 2, b, **kw, **c), w, b)
+
+
 __all__ = [
     "F32", "F64", "LAYOUTS", "TOLERANCE", "assert_close", "bits", "ceil_div", "check_against_oracle",
-    "conv_inputs", "conv_out_len", "inputs_for", "nd_conv_inputs", "oracle", "parallel_problems",
+    "conv_inputs", "conv_out_len", "inputs_for", "layer_and_functional", "nd_conv_inputs", "oracle", "parallel_problems",
     "random_array", "resolve_padding", "run_child", "to_layout", "torch_activation", "transposed_out_len",
     "under_asan",
 ]

@@ -123,3 +123,51 @@ def test_unknown_workload_name_is_refused(tmp_path: Path) -> None:
     done = run_bench(tmp_path, "--only", "no_such_workload")
     assert done.returncode == 2
     assert "no_such_workload" in done.stderr
+
+
+def test_two_thread_counts_write_two_reports_and_the_speedups(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "t{threads}.json")
+    done = run_bench(tmp_path, "--no-peers", "--only", "tiny_subpixel,tiny2d", "--threads", "1,2", "--json", pattern)
+    assert done.returncode == 0, done.stderr
+    for threads in (1, 2):
+        report = json.loads(Path(pattern.format(threads=threads)).read_text(encoding="utf-8"))
+        assert report["threads"] == threads
+        for workload in report["workloads"]:
+            assert workload["channels_last_over_channels_first"] > 0
+    assert "Scaling (informational):" in done.stdout
+    table = subprocess.run(
+        [sys.executable, str(BENCH.parent / "readme_table.py"), pattern.format(threads=1), pattern.format(threads=2)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert table.returncode == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if line.startswith("| tiny")]
+    assert [row.split(" | ")[0] for row in rows] == ["| tiny2d", "| tiny_subpixel"]
+    assert all(len(row.split(" | ")) == 7 for row in rows)
+
+
+def test_several_thread_counts_need_a_json_placeholder(tmp_path: Path) -> None:
+    done = run_bench(tmp_path, "--no-peers", "--threads", "1,2", "--json", str(tmp_path / "one.json"))
+    assert done.returncode == 2 and "{threads}" in done.stderr
+
+
+def test_half_precision_bench_times_every_dtype(tmp_path: Path) -> None:
+    pytest.importorskip("ml_dtypes")
+    workloads = tmp_path / "workloads.json"
+    workloads.write_text(json.dumps(TINY_WORKLOADS), encoding="utf-8")
+    script = BENCH.parent / "bench_half.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--workloads", str(workloads), "--only", ",".join(NAMES), "--repeats", "1",
+         "--json", str(tmp_path / "half.json")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "half.json").read_text(encoding="utf-8"))
+    assert [r["workload"] for r in report["results"]] == NAMES
+    for result in report["results"]:
+        found = result["contenders"]
+        for dtype, tolerance in (("float16", 2e-3), ("bfloat16", 2e-2)):
+            assert found[f"ours {dtype}"]["median_ms"] > 0
+            assert found[f"ours {dtype}"]["max_rel_error_vs_ours_f32"] < tolerance
+        if has("torch"):
+            assert "torch float16" in found and "torch bfloat16" in found
+    assert "f32/f16" in done.stdout

@@ -210,7 +210,7 @@ def test_inputs_are_never_modified(rng, kind) -> None:
 @pytest.mark.parametrize(
     "xdt, wdt, bdt, expected",
     [
-        (np.float16, np.float16, None, F32),
+        (np.float16, np.float16, np.float32, F32),
         (np.float16, np.float32, np.float16, F32),
         (np.float32, np.float64, None, F64),
         (np.float32, np.float32, np.float64, F64),

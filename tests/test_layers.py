@@ -12,29 +12,9 @@ import pytest
 
 import subpixel_ext as spx
 
-from _helpers import LAYOUTS, random_array
+from _helpers import LAYOUTS, layer_and_functional, random_array
 
 RANKS = (1, 2, 3)
-
-
-def _layer_and_call(kind: str, rank: int, dtype: Any = np.float32, channels_last: bool = False, **extra: Any):
-    """(layer, functional(x, **call_kw), weight, bias) for a non-trivial configuration."""
-    rng = np.random.default_rng(rank * 10 + len(kind))
-    layout = LAYOUTS[rank][channels_last]
-    if kind == "conv_transpose":
-        w, b = random_array(rng, (4, 3) + (3,) * rank, dtype), random_array(rng, (6,), dtype)
-        kw: Dict[str, Any] = dict(stride=2, padding=1, groups=2, layout=layout, **extra)
-        return (spx.__dict__[f"ConvTranspose{rank}d"](w, b, **kw),
-                lambda x, **c: spx.__dict__[f"conv_transpose{rank}d"](x, w, b, **kw, **c), w, b)
-    if kind == "conv":
-        w, b = random_array(rng, (6, 2) + (3,) * rank, dtype), random_array(rng, (6,), dtype)
-        kw = dict(stride=2, padding="same", groups=2, layout=layout, **extra)
-        return (spx.__dict__[f"Conv{rank}d"](w, b, **kw),
-                lambda x, **c: spx.__dict__[f"conv{rank}d"](x, w, b, **kw, **c), w, b)
-    w, b = random_array(rng, (2 ** rank * 2, 4) + (3,) * rank, dtype), random_array(rng, (2 ** rank * 2,), dtype)
-    kw = dict(padding=1, layout=layout, mode="DCR", **extra)
-    return (spx.__dict__[f"SubPixelConv{rank}d"](w, 2, b, **kw),
-            lambda x, **c: spx.__dict__[f"subpixel_conv{rank}d"](x, w, 2, b, **kw, **c), w, b)
 
 
 def _inputs(rank: int, channels_last: bool, dtype: Any):
@@ -49,7 +29,7 @@ def _inputs(rank: int, channels_last: bool, dtype: Any):
 @pytest.mark.parametrize("kind", ["conv_transpose", "conv", "subpixel"])
 @pytest.mark.parametrize("rank", RANKS)
 def test_layer_reused_across_sizes_and_threads_equals_functional(rank: int, kind: str, channels_last: bool) -> None:
-    layer, functional, _, _ = _layer_and_call(kind, rank, channels_last=channels_last,
+    layer, functional, _, _ = layer_and_functional(kind, rank, channels_last=channels_last,
                                               activation="leaky_relu", negative_slope=0.3)
     for dtype in (np.float32, np.float64):  # float64 x: the layer computes in float64
         for x in _inputs(rank, channels_last, dtype):
@@ -63,7 +43,7 @@ def test_layer_reused_across_sizes_and_threads_equals_functional(rank: int, kind
 
 @pytest.mark.parametrize("rank", RANKS)
 def test_transposed_layer_output_size_equals_functional(rank: int) -> None:
-    layer, functional, _, _ = _layer_and_call("conv_transpose", rank, method="direct")
+    layer, functional, _, _ = layer_and_functional("conv_transpose", rank, method="direct")
     x = random_array(np.random.default_rng(0), (2, 4) + (5,) * rank, np.float32)
     for size in ((9,) * rank, (10,) * rank, (2, 6) + (10,) * rank):
         assert np.array_equal(layer(x, output_size=size), functional(x, output_size=size))
@@ -73,7 +53,7 @@ def test_transposed_layer_output_size_equals_functional(rank: int) -> None:
 @pytest.mark.parametrize("kind", ["conv_transpose", "conv", "subpixel"])
 @pytest.mark.parametrize("rank", RANKS)
 def test_pickle_round_trip(rank: int, kind: str) -> None:
-    layer, functional, _, _ = _layer_and_call(kind, rank, dtype=np.float64, activation="tanh")
+    layer, functional, _, _ = layer_and_functional(kind, rank, dtype=np.float64, activation="tanh")
     clone = pickle.loads(pickle.dumps(layer))
     assert type(clone) is type(layer) and repr(clone) == repr(layer)
     assert np.array_equal(clone.weight, layer.weight) and not clone.weight.flags.writeable
@@ -98,7 +78,7 @@ def test_repr_shows_the_non_default_settings() -> None:
 @pytest.mark.parametrize("kind", ["conv_transpose", "conv", "subpixel"])
 @pytest.mark.parametrize("rank", RANKS)
 def test_weight_is_a_read_only_private_copy(rank: int, kind: str) -> None:
-    layer, _, w, b = _layer_and_call(kind, rank)
+    layer, _, w, b = layer_and_functional(kind, rank)
     x = next(iter(_inputs(rank, False, np.float32)))
     before = layer(x)
     w_saved, b_saved = w.copy(), b.copy()
@@ -137,3 +117,4 @@ def test_weight_is_a_read_only_private_copy(rank: int, kind: str) -> None:
 def test_construction_errors_name_the_parameter(build: Any, match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         build()
+

@@ -134,6 +134,77 @@ def test_forked_child_is_single_threaded_and_correct() -> None:
     np.testing.assert_array_equal(spx.conv_transpose2d(x, wt, stride=2, padding=1, num_threads=2), parent["convT"])
 
 
+IMPORT_AFTER_FORK_SCRIPT = r"""
+import os, select, sys, time
+import numpy as np
+first = sys.argv[1]
+if first == "torch":  # PyTorch's OpenMP runtime runs (and is shared by this package) before the fork
+    import torch
+    torch.set_num_threads(2)
+    torch.nn.functional.conv2d(torch.ones(2, 8, 64, 64), torch.ones(8, 8, 3, 3))
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    import subpixel_ext as spx  # first imported in the child, as in a DataLoader worker
+    x = np.ones((2, 16, 64, 64), np.float32); wc = np.ones((16, 16, 3, 3), np.float32)
+    wt = np.ones((16, 8, 4, 4), np.float32)
+    ok = float(spx.conv2d(x, wc, padding=1, num_threads=2)[0, 0, 5, 5]) == 144.0
+    ok &= float(spx.conv_transpose2d(x, wt, stride=2, num_threads=2).max()) == 64.0
+    ok &= spx.pixel_shuffle(np.ones((2, 16, 256, 256), np.float32), 2, num_threads=2).shape == (2, 4, 512, 512)
+    ok &= float(spx.Conv2d(wc, padding=1)(x)[1, 3, 0, 0]) == 64.0  # the default thread count
+    os.write(w, b"ok" if ok else b"wrong")
+    os._exit(0)
+os.close(w)
+ready, _, _ = select.select([r], [], [], 30)
+if not ready:
+    os.kill(pid, 9)
+    print("hang"); sys.exit(0)
+print(os.read(r, 100).decode()); os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("first", ["torch", "nothing"])
+def test_package_first_imported_in_a_forked_child_runs_in_parallel(first: str) -> None:
+    # Was a hang: with PyTorch's libgomp.so.1 already used in the parent, the child's first
+    # multi-threaded call waited forever for the parent's pool threads.
+    if first == "torch":
+        pytest.importorskip("torch")
+    proc = run_child(IMPORT_AFTER_FORK_SCRIPT.replace("sys.argv[1]", repr(first)), timeout=90)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "ok", (proc.stdout, proc.stderr[-3000:])
+
+
+RAW_FORK_SCRIPT = r"""
+import ctypes, os, sys
+import numpy as np, subpixel_ext as spx
+x = np.ones((2, 16, 64, 64), np.float32); w = np.ones((16, 16, 3, 3), np.float32)
+spx.conv2d(x, w, num_threads=2)  # the pool exists
+libc = ctypes.CDLL(None, use_errno=True)
+pid = libc.syscall(57)  # SYS_fork on x86-64: no pthread_atfork handlers run in the child
+if pid == 0:
+    threads = spx.get_num_threads()
+    y = spx.conv2d(x, w, num_threads=2)
+    os.write(1, f"{threads} {float(y.min())}\n".encode())
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not (hasattr(os, "fork") and os.uname().machine == "x86_64" and sys.platform == "linux"),
+                    reason="raw fork(2) syscall number known for x86-64 Linux only")
+def test_a_changed_process_id_is_a_forked_child_without_atfork_handlers() -> None:
+    # A child made by the raw fork system call skips pthread_atfork handlers: only the
+    # process-id check at call time can tell it must not use the parent's OpenMP pool.
+    try:
+        proc = run_child(RAW_FORK_SCRIPT, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the child of a raw fork hung in its first multi-threaded call")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["1", "144.0"], proc.stdout
+
+
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_multiprocessing_pool_matches_parent(start_method: str) -> None:
     if start_method not in multiprocessing.get_all_start_methods():
@@ -590,7 +661,7 @@ case("shuffle factor (2, 2, 2)", lambda: P(big, (2, 2, 2)))
 case("shuffle factor float", lambda: P(big, 2.0))
 case("shuffle mode", lambda: P(big, 2, mode="crd2"))
 case("shuffle layout", lambda: P(big, 2, layout="CHW"))
-case("shuffle complex", lambda: P(big.astype(complex), 2))
+case("shuffle object", lambda: P(big.astype(object), 2))
 case("shuffle num_threads 0", lambda: P(big, 2, num_threads=0))
 case("shuffle output too big", lambda: P(huge((4, H // 2, H // 2)), 2**31))
 case("shuffle huge channels", lambda: P(huge((2**62, 1, 1), np.uint8), 2**31))
@@ -611,7 +682,7 @@ case("zero_insert stride -1", lambda: Z(x, (2, -1)))
 case("zero_insert stride str", lambda: Z(x, "2"))
 case("zero_insert stride 2**62", lambda: Z(x, 2**62))
 case("zero_insert huge x", lambda: Z(huge((H, H)), 2))
-case("zero_insert complex", lambda: Z(x.astype(complex), 2))
+case("zero_insert object", lambda: Z(x.astype(object), 2))
 case("split_kernel 1-D", lambda: K(np.ones(3), 2))
 case("split_kernel stride 0", lambda: K(np.ones((3, 3)), 0))
 case("split_kernel complex", lambda: K(np.ones((3, 3), complex), 2))
@@ -773,3 +844,58 @@ def test_huge_stride_on_a_tiny_input_is_valid_and_fast() -> None:
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     slow_or_wrong = {k: v for k, v in report.items() if v[0] is not True or v[1] > 0.5}
     assert not slow_or_wrong, slow_or_wrong
+
+
+# ============================================================================ Ctrl-C
+
+CTRL_C_SCRIPT = r'''
+import json, os, signal, threading, time
+import numpy as np, subpixel_ext as spx
+x = np.ones((4, 64, 96, 96), np.float32); w = np.ones((64, 64, 3, 3), np.float32)
+layer = spx.Conv2d(w, padding=1)
+expected = layer(x, num_threads=2)
+t = time.perf_counter(); layer(x, num_threads=2); full = time.perf_counter() - t
+x_before = x.copy()
+report = {"full": full}
+
+def interrupt_soon(delay):
+    def fire():
+        time.sleep(delay)
+        report["sent"] = time.perf_counter()
+        os.kill(os.getpid(), signal.SIGINT)
+    thread = threading.Thread(target=fire)
+    thread.start()
+    return thread
+
+thread = interrupt_soon(full * 0.2)
+try:
+    for _ in range(20):
+        layer(x, num_threads=2)
+    report["outcome"] = "finished"
+except KeyboardInterrupt:
+    report["outcome"] = "KeyboardInterrupt"
+    report["after_signal"] = time.perf_counter() - report["sent"]
+thread.join()
+report["inputs_intact"] = bool(np.array_equal(x, x_before))
+report["next_call_exact"] = bool(np.array_equal(layer(x, num_threads=2), expected))
+# A Python handler that does not raise: the call must run to completion, never stop early.
+caught = []
+signal.signal(signal.SIGINT, lambda *args: caught.append(1))
+thread = interrupt_soon(full * 0.2)
+y = spx.conv2d(x, w, padding=1, num_threads=2)
+thread.join()
+report["custom_handler_exact"] = bool(np.array_equal(y, expected))
+print(json.dumps(report))
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="needs POSIX signals")
+def test_ctrl_c_interrupts_a_long_call() -> None:
+    # Was: KeyboardInterrupt only after the native call returned.
+    proc = run_child(CTRL_C_SCRIPT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["outcome"] == "KeyboardInterrupt", report
+    # Stopped long before the call (and the 19 after it) would have finished.
+    assert report["after_signal"] < 0.5 * report["full"] + 0.1, report
+    assert report["inputs_intact"] and report["next_call_exact"] and report["custom_handler_exact"], report

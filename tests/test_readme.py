@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -19,8 +20,12 @@ def test_readme_examples_run() -> None:
     for number, block in enumerate(blocks):
         if "import torch" in block:
             pytest.importorskip("torch")
+        if "import ml_dtypes" in block:
+            pytest.importorskip("ml_dtypes")
         exec(compile(block, f"{README}, python block {number}", "exec"), namespace)
     assert namespace["y"].shape == (8, 128, 32, 32)
+    assert namespace["y16"].dtype == np.float16 and namespace["y_32"].dtype == np.float32
+    assert namespace["img"].dtype == np.uint8
     assert namespace["y_nhwc"].shape == (1, 20, 20, 16)
     assert namespace["hr"].shape == (1, 3, 96, 96)
     assert namespace["audio"].shape == (1, 256, 800)

@@ -16,7 +16,9 @@ void check_pair(const py::array& src, const py::array& dst) {
   require(src.dtype().is(dst.dtype()) || src.dtype().equal(dst.dtype()), "src and out must have the same dtype");
   require(src.flags() & py::array::c_style && dst.flags() & py::array::c_style, "src and out must be C-contiguous");
   require(dst.writeable(), "out is read-only");
+  require(is_aligned(src) && is_aligned(dst), "src and out must be aligned for their dtype");
   require(!overlaps(src, dst), "out overlaps the input");
+  require(spx::movable_element_size(static_cast<size_t>(src.itemsize())), "elements must have 1, 2, 4, 8, 16 or 32 bytes");
 }
 
 void pixel_shuffle(const py::array& src, py::array dst, int64_t batch, int64_t channels, const std::vector<int64_t>& low,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "plan.h"
+#include "storage.h"
 
 namespace spx {
 
@@ -17,14 +18,16 @@ template <typename T>
 struct PackedWeights {
   std::vector<int64_t> signature;  // pack_signature() of the plans these weights serve
   std::vector<T> weights, bias;
-  bool had_nonfinite = false;  // non-finite weights were packed as zero (see ConvProblem)
+  bool had_nonfinite = false;  // non-finite weights meet structural zeros (see ConvProblem)
 };
 
 // Everything packing reads from a plan, as one comparable list.
 std::vector<int64_t> pack_signature(const ConvPlan& plan);
 
-template <typename T>
-std::shared_ptr<const PackedWeights<T>> pack_weights(const ConvPlan& plan, const T* weight, const T* bias,
-                                                     int threads);
+// Weights stored as S are packed in S's compute type (half precision widened to float32 here,
+// once, rather than in every tile).
+template <typename S>
+std::shared_ptr<const PackedWeights<compute_t<S>>> pack_weights(const ConvPlan& plan, const S* weight, const S* bias,
+                                                                int threads);
 
 }  // namespace spx

@@ -58,6 +58,84 @@ Units make_units(const ConvProblem& p, bool allow_buffered) {
   return u;
 }
 
+int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && a < 0); }  // b > 0
+
+// The outputs i in [*first, *last] of an axis whose read at frame position
+// i * stride + offset falls in the input's span [begin, end] of the frame.
+void reaching_outputs(int64_t offset, int64_t stride, int64_t begin, int64_t end, int64_t count, int64_t* first,
+                      int64_t* last) {
+  *first = std::max<int64_t>(0, -floor_div(offset - begin, stride));
+  *last = std::min(count - 1, floor_div(end - offset, stride));
+}
+
+// Per tap of the single phase whether it reads the input from some output on every axis; the
+// box [lo, hi] of outputs those taps reach the input from.
+std::vector<char> live_taps(const ConvProblem& p, Extent* lo, Extent* hi) {
+  const Phase& ph = p.phases[0];
+  Extent span_end;
+  for (size_t a = 0; a < kMaxRank; ++a) {
+    span_end[a] = checked_add(p.frame.pad[a], checked_mul(p.in[a] - 1, p.frame.step[a], "frame"), "frame");
+    (*lo)[a] = INT64_MAX, (*hi)[a] = -1;
+  }
+  std::vector<char> live(ph.taps.size(), 0);
+  for (size_t t = 0; t < ph.taps.size(); ++t) {
+    Extent first, last;
+    bool reads = true;
+    for (size_t a = 0; a < kMaxRank; ++a) {
+      reaching_outputs(ph.taps[t].offset[a], p.stride[a], p.frame.pad[a], span_end[a], ph.count[a], &first[a], &last[a]);
+      reads = reads && first[a] <= last[a];
+    }
+    if (!reads) continue;
+    live[t] = 1;
+    for (size_t a = 0; a < kMaxRank; ++a) (*lo)[a] = std::min((*lo)[a], first[a]), (*hi)[a] = std::max((*hi)[a], last[a]);
+  }
+  return live;
+}
+
+// A single output along an axis has no neighbour: its stride would only spread the rowvec
+// frame's de-interleaved rows and the tiles' pixel steps (past int64 for a huge one).
+void single_outputs_without_stride(ConvProblem* p) {
+  for (size_t a = 0; a < kMaxRank; ++a)
+    if (p->phases[0].count[a] == 1) p->stride[a] = 1;
+}
+
+// Padding that no output reads costs nothing: a single-phase problem is narrowed to the box of
+// outputs that reach the input and to the taps that do (see PaddingOutputs), its frame to their
+// reads. Problems without such outputs and taps are left exactly as described.
+void trim_to_input(ConvPlan* plan) {
+  ConvProblem& p = plan->problem;
+  if (p.phases.size() != 1) return;
+  Phase& ph = p.phases[0];
+  Extent lo, hi;
+  const std::vector<char> live = live_taps(p, &lo, &hi);
+  const bool all_live = std::find(live.begin(), live.end(), 0) == live.end();
+  bool any_live = std::find(live.begin(), live.end(), 1) != live.end(), whole = any_live;
+  for (size_t a = 0; a < kMaxRank; ++a) whole = whole && lo[a] == 0 && hi[a] == ph.count[a] - 1;
+  if (whole && all_live) return single_outputs_without_stride(&p);
+  plan->padding_outputs = {!whole, ph.count, ph.out_first, ph.out_step, p.stride};
+  if (!p.keep_padding_taps) {
+    std::vector<Tap> kept;
+    for (size_t t = 0; t < ph.taps.size(); ++t)
+      if (live[t]) kept.push_back(ph.taps[t]);
+    ph.taps = std::move(kept);
+  }
+  if (!any_live) {
+    ph.count = {0, 0, 0};
+    p.frame.size = {0, 0, 0};
+    return;
+  }
+  for (size_t a = 0; a < kMaxRank; ++a) {
+    int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+    for (const Tap& t : ph.taps) t_min = std::min(t_min, t.offset[a]), t_max = std::max(t_max, t.offset[a]);
+    for (Tap& t : ph.taps) t.offset[a] -= t_min;
+    ph.out_first[a] += lo[a] * ph.out_step[a];  // inside the output
+    ph.count[a] = hi[a] - lo[a] + 1;
+    p.frame.pad[a] -= lo[a] * p.stride[a] + t_min;  // frame positions
+    p.frame.size[a] = checked_add(checked_mul(ph.count[a] - 1, p.stride[a], "frame"), t_max - t_min + 1, "frame");
+  }
+  single_outputs_without_stride(&p);
+}
+
 size_t tile_channels(const TileShapes& k, Family f) {
   return f == Family::kChanvec ? k.chanvec_nr : f == Family::kRowvec ? k.rowvec_mr : 1;
 }
@@ -177,23 +255,35 @@ void lay_out_blocks(ConvPlan* plan) {
   plan->macs = checked_mul(plan->macs, p.batch, "work");
 }
 
+// Channel tiles of unit u (all its blocks have the same channels).
+int64_t unit_tiles(const ConvPlan& plan, size_t u) {
+  const size_t b = plan.units.blocks[u][0];
+  return plan.pack.tiles_first[b + 1] - plan.pack.tiles_first[b];
+}
+
 // Several rows per task reuse each weight panel over more pixels; about 16 tasks per thread
-// keep the static split balanced. Results do not depend on the split.
+// keep the static split balanced. Problems with too few rows for that (1-D, small images) also
+// split their channel tiles across tasks. Results do not depend on the split.
 void split_tasks(ConvPlan* plan, int threads) {
   const ConvProblem& p = plan->problem;
   const Units& units = plan->units;
   plan->threads = plan->macs < kSerialMacs ? 1 : threads;
-  int64_t all_rows = 0, max_cols = 0;
+  int64_t all_rows = 0, max_cols = 0, max_tiles = 1;
   for (size_t u = 0; u < units.blocks.size(); ++u) {
     const Phase& ph = p.phases[p.blocks[units.blocks[u][0]].phase];
     all_rows = checked_add(all_rows, ph.rows(), "work");
+    max_tiles = std::max(max_tiles, unit_tiles(*plan, u));
     for (size_t b : units.blocks[u]) max_cols = std::max(max_cols, p.phases[p.blocks[b].phase].cols());
   }
-  plan->task_rows = std::max<int64_t>(1, checked_mul(p.batch, all_rows, "work") / (16 * int64_t(plan->threads)));
+  const int64_t wanted = 16 * int64_t(plan->threads), row_tasks = checked_mul(p.batch, all_rows, "work");
+  plan->task_rows = std::max<int64_t>(1, row_tasks / wanted);
+  plan->task_tiles = max_tiles;
+  if (plan->threads > 1 && row_tasks < wanted) plan->task_tiles = ceil_div(max_tiles, ceil_div(wanted, std::max<int64_t>(1, row_tasks)));
   plan->first_task.assign(units.blocks.size() + 1, 0);
-  for (size_t u = 0; u < units.blocks.size(); ++u)
-    plan->first_task[u + 1] =
-        plan->first_task[u] + ceil_div(p.phases[p.blocks[units.blocks[u][0]].phase].rows(), plan->task_rows);
+  for (size_t u = 0; u < units.blocks.size(); ++u) {
+    const int64_t rows = p.phases[p.blocks[units.blocks[u][0]].phase].rows();
+    plan->first_task[u + 1] = plan->first_task[u] + ceil_div(rows, plan->task_rows) * ceil_div(unit_tiles(*plan, u), plan->task_tiles);
+  }
   plan->tasks_per_image = plan->first_task.back();
   plan->tasks = checked_mul(p.batch, plan->tasks_per_image, "work");
   plan->buffer_row = max_cols + static_cast<int64_t>(plan->nr);
@@ -202,11 +292,27 @@ void split_tasks(ConvPlan* plan, int threads) {
                          : checked_mul(static_cast<int64_t>(plan->mr) * units.max_siblings, plan->buffer_row, "buffers");
 }
 
+// Whether the frame of a (trimmed) single-phase problem would be much larger than its input
+// and output together (estimated in floating point: it may not even fit in 64 bits).
+bool sparse_frame(const ConvProblem& p) {
+  if (p.phases.size() != 1) return false;
+  double frame = double(p.batch) * double(p.in_channels);
+  for (int64_t size : p.frame.size) frame *= double(size);
+  const double arrays = double(p.batch) * (double(p.x.n) + double(p.y.n));
+  return frame > 8 * arrays + double(1 << 20);
+}
+
 }  // namespace
 
 ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads) {
   ConvPlan plan;
   plan.problem = std::move(problem);
+  trim_to_input(&plan);
+  if (sparse_frame(plan.problem)) {
+    plan.by_definition = true;
+    plan.threads = threads;
+    return plan;
+  }
   choose_family(&plan, tiles);
   lay_out_frame(&plan, tiles);
   reduction_offsets(&plan);

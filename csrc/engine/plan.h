@@ -18,8 +18,8 @@ struct TileShapes {
   size_t lanes, rowvec_mr, rowvec_nr, rowvec1_nr, chanvec_mr, chanvec_nr;
 };
 
-template <typename T>
-TileShapes tile_shapes(const ConvKernels<T>& k) {
+template <typename T, typename Y>
+TileShapes tile_shapes(const ConvKernels<T, Y>& k) {
   return {k.lanes, k.rowvec_mr, k.rowvec_nr, k.rowvec1_nr, k.chanvec_mr, k.chanvec_nr};
 }
 
@@ -50,8 +50,23 @@ struct PackLayout {
   std::vector<int64_t> weights_first, tiles_first;  // per block, plus the total at the end
 };
 
+// A single-phase problem whose outputs near the edges read padding only (huge padding, or a
+// dilation that jumps over the input) is planned for the box of outputs that can reach the
+// input, with a frame that covers just their reads. The phase grid before that trimming is
+// kept here: its other outputs are the bias (plus the weights times zero for correlations).
+struct PaddingOutputs {
+  bool fill = false;
+  Extent count{}, first{}, step{};
+  Extent stride{};  // the problem's stride before trimming
+};
+
 struct ConvPlan {
   ConvProblem problem;
+  PaddingOutputs padding_outputs;
+  // Reads too sparse for a frame (taps far apart, e.g. a dilation that jumps over the input):
+  // every output is summed from its definition instead (execute_by_definition), and nothing
+  // below but `threads` is planned.
+  bool by_definition = false;
   Family family = Family::kChanvec;
   size_t mr = 0, nr = 0;
   Units units;
@@ -62,8 +77,9 @@ struct ConvPlan {
   std::vector<char> contiguous_channels;                  // per block
   int64_t macs = 0;
   int threads = 1;
-  // Tasks: a run of up to task_rows rows of one unit of one image.
-  int64_t task_rows = 1, tasks_per_image = 0, tasks = 0;
+  // Tasks: up to task_rows rows and task_tiles channel tiles of one unit of one image (a
+  // unit's tasks run through its row chunks first, then its tile chunks).
+  int64_t task_rows = 1, task_tiles = 1, tasks_per_image = 0, tasks = 0;
   std::vector<int64_t> first_task;  // per unit, plus the total at the end
   int64_t buffer_row = 0, buffer_len = 0;  // per-thread row buffers of buffered units
 };

@@ -66,7 +66,7 @@ inline TensorStrides layout_strides(int64_t channels, const Extent& size, bool c
 
 // Where the input lands in the zero-padded work buffer.
 struct InputFrame {
-  Extent pad;   // frame position of input pixel 0
+  Extent pad;   // frame position of input pixel 0 (negative: the frame starts inside the input)
   Extent step;  // frame distance between neighbouring input pixels (zero insertion)
   Extent size;
 };
@@ -78,9 +78,14 @@ struct ConvProblem {
   TensorStrides x{}, y{};
   InputFrame frame{};
   int64_t weight_input_step = 0;  // weight elements between neighbouring input channels
-  // Transposed convolutions multiply weights by padding and inserted zeros, which the
-  // definition never does: non-finite weights are packed as zero and completed separately.
-  bool zero_nonfinite_weights = false;
+  // Transposed convolutions' frames hold padding and inserted zeros that their definition
+  // never multiplies: a non-finite weight meeting one makes a NaN the definition does not
+  // have, so packing flags such weights and the operator recomputes the outputs that come out
+  // non-finite. Correlations multiply their zero padding by definition (false).
+  bool structural_zeros = false;
+  // Planning drops the taps that only ever read padding, unless the definition multiplies
+  // that padding by non-finite weights (set by the operator for correlations with such weights).
+  bool keep_padding_taps = false;
   std::vector<Phase> phases;
   std::vector<Block> blocks;
 

@@ -57,8 +57,30 @@ void activate_elements(T* p, size_t n, spx::Activation activation) {
   }
 }
 
-template <class V, int MR, int NV>
-void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
+// Y is the output's storage type: the compute type, or a half type stored with one rounding.
+template <typename A, typename B>
+struct SameType {
+  enum { value = 0 };
+};
+template <typename A>
+struct SameType<A, A> {
+  enum { value = 1 };
+};
+
+// A spilled (and activated) tile in the output's storage type: the tile itself for outputs of
+// the compute type, else converted into `scratch` with vector stores (one rounding each).
+template <class V, typename Y, int N>
+const Y* tile_as(const typename V::scalar* tile, Y* scratch) {
+  if constexpr (SameType<typename V::scalar, Y>::value) {
+    return tile;
+  } else {
+    for (int i = 0; i < N; i += V::lanes) V::store(scratch + i, V::load(tile + i));
+    return scratch;
+  }
+}
+
+template <class V, typename Y, int MR, int NV>
+void rowvec_tile(const spx::RowvecArgs<typename V::scalar, Y>& a) {
   typedef typename V::scalar T;
   typedef typename V::vec Vec;
   const int L = V::lanes;
@@ -81,7 +103,7 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
   const bool activated = activate_registers<V, MR * NV>(&acc[0][0], a.epilogue);
   if (activated && a.y_pixel_stride == 1 && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
-      T* yi = a.y + a.y_channel_offsets[i];
+      Y* yi = a.y + a.y_channel_offsets[i];
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
     }
     return;
@@ -91,14 +113,16 @@ void rowvec_tile(const spx::RowvecArgs<typename V::scalar>& a) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
   if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
+  Y scratch[MR * NV * V::lanes];
+  const Y* stored = tile_as<V, Y, MR * NV * V::lanes>(&tile[0][0], scratch);
   for (size_t i = 0; i < a.mr_valid; ++i) {
-    T* yi = a.y + a.y_channel_offsets[i];
-    for (size_t j = 0; j < a.nr_valid; ++j) yi[static_cast<ptrdiff_t>(j) * a.y_pixel_stride] = tile[i][j];
+    Y* yi = a.y + a.y_channel_offsets[i];
+    for (size_t j = 0; j < a.nr_valid; ++j) yi[static_cast<ptrdiff_t>(j) * a.y_pixel_stride] = stored[i * nr + j];
   }
 }
 
-template <class V, int MR, int NV>
-void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
+template <class V, typename Y, int MR, int NV>
+void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   typedef typename V::scalar T;
   typedef typename V::vec Vec;
   const int L = V::lanes;
@@ -128,7 +152,7 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
   const bool activated = activate_registers<V, MR * NV>(&acc[0][0], a.epilogue);
   if (activated && a.y_channels_contiguous && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
-      T* yi = a.y + a.y_channel_offsets[0] + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
+      Y* yi = a.y + a.y_channel_offsets[0] + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
     }
     return;
@@ -138,25 +162,46 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar>& a) {
     SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(&tile[i][v * L], acc[i][v]);
   }
   if (!activated) activate_elements(&tile[0][0], MR * nr, a.epilogue.activation);
-  for (size_t i = 0; i < a.mr_valid; ++i) {
-    T* yi = a.y + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
-    for (size_t j = 0; j < a.nr_valid; ++j) yi[a.y_channel_offsets[j]] = tile[i][j];
+  Y scratch[MR * NV * V::lanes];
+  const Y* stored = tile_as<V, Y, MR * NV * V::lanes>(&tile[0][0], scratch);
+  // Channel by channel: each channel's pixels are near each other in y, the channels may not be.
+  for (size_t j = 0; j < a.nr_valid; ++j) {
+    Y* yj = a.y + a.y_channel_offsets[j];
+    for (size_t i = 0; i < a.mr_valid; ++i) yj[static_cast<ptrdiff_t>(i) * a.y_pixel_stride] = stored[i * nr + j];
   }
 }
 
-template <class V>
-spx::ConvKernels<typename V::scalar> conv_kernels() {
-  spx::ConvKernels<typename V::scalar> k;
+template <class V, typename Y>
+spx::ConvKernels<typename V::scalar, Y> conv_kernels() {
+  spx::ConvKernels<typename V::scalar, Y> k;
   k.lanes = V::lanes;
-  k.rowvec = &rowvec_tile<V, kRowvecMR, kRowvecNV>;
+  k.rowvec = &rowvec_tile<V, Y, kRowvecMR, kRowvecNV>;
   k.rowvec_mr = kRowvecMR;
   k.rowvec_nr = kRowvecNV * V::lanes;
-  k.rowvec1 = &rowvec_tile<V, 1, kRowvec1NV>;
+  k.rowvec1 = &rowvec_tile<V, Y, 1, kRowvec1NV>;
   k.rowvec1_nr = kRowvec1NV * V::lanes;
-  k.chanvec = &chanvec_tile<V, kChanvecMR, kChanvecNV>;
+  k.chanvec = &chanvec_tile<V, Y, kChanvecMR, kChanvecNV>;
   k.chanvec_mr = kChanvecMR;
   k.chanvec_nr = kChanvecNV * V::lanes;
   return k;
+}
+
+// n half-precision elements src[i * stride] to float32 dst[i] (the input frame's copy):
+// vector conversions, strided elements gathered a vector at a time.
+template <typename H>
+void widen_run(const H* src, ptrdiff_t stride, float* dst, size_t n) {
+  const int L = VecF32::lanes;
+  size_t i = 0;
+  if (stride == 1) {
+    for (; i + L <= n; i += L) VecF32::store(dst + i, VecF32::load(src + i));
+  } else {
+    H gathered[VecF32::lanes];
+    for (; i + L <= n; i += L) {
+      for (int l = 0; l < L; ++l) gathered[l] = src[static_cast<ptrdiff_t>(i + l) * stride];
+      VecF32::store(dst + i, VecF32::load(gathered));
+    }
+  }
+  for (; i < n; ++i) dst[i] = widen(src[static_cast<ptrdiff_t>(i) * stride]);
 }
 
 enum { kPeakChains = 12 };  // enough independent chains to cover FMA latency x throughput
@@ -182,8 +227,16 @@ float fma_loop(size_t iterations) {
 namespace spx {
 
 const KernelTable* SPX_TABLE_GETTER() {
-  static const KernelTable table = {SPX_ISA_NAME,       conv_kernels<VecF32>(), conv_kernels<VecF64>(), fma_loop,
-                                    kPeakChains,        VecF32::lanes};
+  static const KernelTable table = {SPX_ISA_NAME,
+                                    conv_kernels<VecF32, float>(),
+                                    conv_kernels<VecF64, double>(),
+                                    fma_loop,
+                                    kPeakChains,
+                                    VecF32::lanes,
+                                    conv_kernels<VecF32, Float16>(),
+                                    conv_kernels<VecF32, BFloat16>(),
+                                    widen_run<Float16>,
+                                    widen_run<BFloat16>};
   return &table;
 }
 

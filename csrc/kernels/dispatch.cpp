@@ -23,12 +23,13 @@ bool always() { return true; }
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #if defined(_MSC_VER) && !defined(__clang__)
-// cpuid bits plus the OS having enabled the register state (xgetbv).
+// cpuid bits plus the OS having enabled the register state (xgetbv). The AVX2 unit also
+// converts float16 with F16C, so that level needs it too.
 bool cpu_has_avx2() {
   int r[4];
   __cpuid(r, 1);
-  const bool fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1;
-  if (!(fma && osxsave && avx)) return false;
+  const bool fma = (r[2] >> 12) & 1, osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, f16c = (r[2] >> 29) & 1;
+  if (!(fma && osxsave && avx && f16c)) return false;
   if ((_xgetbv(0) & 0x6) != 0x6) return false;
   __cpuidex(r, 7, 0);
   return (r[1] >> 5) & 1;
@@ -40,8 +41,11 @@ bool cpu_has_avx512() {
   return ((r[1] >> 16) & 1) && (_xgetbv(0) & 0xE6) == 0xE6;
 }
 #else
-// GCC and Clang check both the cpuid bits and the OS-enabled register state.
-bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+// GCC and Clang check both the cpuid bits and the OS-enabled register state. The AVX2 unit
+// also converts float16 with F16C, so that level needs it too.
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
 bool cpu_has_avx512() { return cpu_has_avx2() && __builtin_cpu_supports("avx512f"); }
 #endif
 #endif

@@ -8,6 +8,8 @@
 
 #include <cstddef>
 
+#include "half.h"
+
 namespace spx {
 
 // What a tile applies to its accumulators before storing them (after the bias).
@@ -20,8 +22,9 @@ struct Epilogue {
 };
 
 // Vectors along output pixels of one row (NCHW frame): an MR x NR tile of
-// (output channels) x (pixels), reduction over `k` steps of (input channel, tap).
-template <typename T>
+// (output channels) x (pixels), reduction over `k` steps of (input channel, tap). T is the
+// compute type (of the frame, the packed weights and the accumulators), Y the output's.
+template <typename T, typename Y = T>
 struct RowvecArgs {
   size_t mr_valid;            // output channels of the tile that are stored (<= MR)
   size_t nr_valid;            // pixels of the tile that are stored (<= NR)
@@ -30,7 +33,7 @@ struct RowvecArgs {
   const ptrdiff_t* x_offsets; // k offsets from x; pixel j reads x[offset + j]
   const T* w;                 // packed weights, k x MR
   const T* bias;              // MR entries
-  T* y;                       // output pixel 0, before the channel offset
+  Y* y;                       // output pixel 0, before the channel offset
   const ptrdiff_t* y_channel_offsets;  // MR entries: where channel i's pixel 0 is, from y
   ptrdiff_t y_pixel_stride;
   Epilogue<T> epilogue;
@@ -38,7 +41,7 @@ struct RowvecArgs {
 
 // Vectors along output channels (NHWC frame): an MR x NR tile of (pixels) x (output channels),
 // reduction over taps x input channels (input channels contiguous in memory).
-template <typename T>
+template <typename T, typename Y = T>
 struct ChanvecArgs {
   size_t mr_valid;              // pixels of the tile that are stored (<= MR)
   size_t nr_valid;              // output channels that are stored (<= NR)
@@ -49,24 +52,24 @@ struct ChanvecArgs {
   const ptrdiff_t* tap_offsets; // taps offsets from a pixel's base
   const T* w;                   // packed weights, taps x channels x NR
   const T* bias;                // NR entries
-  T* y;                         // output pixel 0, before the channel offset
+  Y* y;                         // output pixel 0, before the channel offset
   const ptrdiff_t* y_channel_offsets;  // NR entries: where channel j of pixel 0 is, from y
   bool y_channels_contiguous;   // y_channel_offsets[j] == y_channel_offsets[0] + j
   ptrdiff_t y_pixel_stride;
   Epilogue<T> epilogue;
 };
 
-template <typename T>
+template <typename T, typename Y = T>
 struct ConvKernels {
   size_t lanes;  // elements per vector register
-  void (*rowvec)(const RowvecArgs<T>& args);
+  void (*rowvec)(const RowvecArgs<T, Y>& args);
   size_t rowvec_mr;
   size_t rowvec_nr;
   // The same with a single output channel (MR = 1) and a wider pixel tile, for problems with
   // one output channel per group (single-channel images, depthwise).
-  void (*rowvec1)(const RowvecArgs<T>& args);
+  void (*rowvec1)(const RowvecArgs<T, Y>& args);
   size_t rowvec1_nr;
-  void (*chanvec)(const ChanvecArgs<T>& args);
+  void (*chanvec)(const ChanvecArgs<T, Y>& args);
   size_t chanvec_mr;
   size_t chanvec_nr;
 };
@@ -81,6 +84,13 @@ struct KernelTable {
   float (*fma_loop)(size_t iterations);
   size_t fma_per_iteration;
   size_t fma_lanes;
+  // Half-precision storage: float32 frames, weights and accumulators, outputs rounded to
+  // nearest even in the tiles' store (the f32 tile shapes).
+  ConvKernels<float, Float16> f16;
+  ConvKernels<float, BFloat16> bf16;
+  // n half-precision elements src[i * stride] to float32 dst[i] (the input frame's copy).
+  void (*widen_f16)(const Float16* src, ptrdiff_t stride, float* dst, size_t n);
+  void (*widen_bf16)(const BFloat16* src, ptrdiff_t stride, float* dst, size_t n);
 };
 
 // One getter per compiled ISA unit; declared for all, defined only where compiled.

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <math.h>  // C functions only: nothing with external linkage is defined in an ISA unit
 
+#include "half.h"
+
 #if defined(SPX_ISA_AVX512) || defined(SPX_ISA_AVX2) || defined(SPX_ISA_SSE2)
 #include <immintrin.h>
 #elif defined(SPX_ISA_NEON)
@@ -23,6 +25,28 @@
 
 namespace {
 
+// Half-precision loads and stores through a float32 buffer, one element at a time: for units
+// without conversion instructions. `V` is a complete float32 vector type by the time these
+// are instantiated.
+template <class V, typename H>
+typename V::vec load_widened(const H* p) {
+  float t[V::lanes];
+  for (int i = 0; i < V::lanes; ++i) t[i] = widen(p[i]);
+  return V::load(t);
+}
+template <class V, typename H>
+void store_narrowed(H* p, typename V::vec v) {
+  float t[V::lanes];
+  V::store(t, v);
+  for (int i = 0; i < V::lanes; ++i) narrow_to(p + i, t[i]);
+}
+
+#define SPX_HALF_BY_ELEMENT(V)                                                              \
+  static vec load(const spx::Float16* p) { return load_widened<V>(p); }                    \
+  static vec load(const spx::BFloat16* p) { return load_widened<V>(p); }                   \
+  static void store(spx::Float16* p, vec v) { store_narrowed<V>(p, v); }                   \
+  static void store(spx::BFloat16* p, vec v) { store_narrowed<V>(p, v); }
+
 #if defined(SPX_ISA_AVX512)
 struct VecF32 {
   typedef float scalar;
@@ -34,6 +58,24 @@ struct VecF32 {
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
   static vec min(vec a, vec b) { return _mm512_min_ps(a, b); }
+  // float16: AVX512F's vcvtph2ps / vcvtps2ph (round to nearest even).
+  static vec load(const spx::Float16* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static void store(spx::Float16* p, vec v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // bfloat16: the upper 16 bits of a float32; stored rounded to nearest even, NaN kept quiet.
+  static vec load(const spx::BFloat16* p) {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+  }
+  static void store(spx::BFloat16* p, vec v) {
+    const __m512i u = _mm512_castps_si512(v), high = _mm512_srli_epi32(u, 16);
+    const __m512i bias = _mm512_add_epi32(_mm512_and_si512(high, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7FFF));
+    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+    const __m512i quiet_nan = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+    const __m512i r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), rounded, quiet_nan);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+  }
 };
 struct VecF64 {
   typedef double scalar;
@@ -57,6 +99,26 @@ struct VecF32 {
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
   static vec min(vec a, vec b) { return _mm256_min_ps(a, b); }
+  // float16: F16C's vcvtph2ps / vcvtps2ph (round to nearest even); dispatch requires F16C here.
+  static vec load(const spx::Float16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static void store(spx::Float16* p, vec v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // bfloat16: the upper 16 bits of a float32; stored rounded to nearest even, NaN kept quiet.
+  static vec load(const spx::BFloat16* p) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+  }
+  static void store(spx::BFloat16* p, vec v) {
+    const __m256i u = _mm256_castps_si256(v), high = _mm256_srli_epi32(u, 16);
+    const __m256i bias = _mm256_add_epi32(_mm256_and_si256(high, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7FFF));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
+    const __m256i quiet_nan = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+    const __m256i r = _mm256_blendv_epi8(rounded, quiet_nan, _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    // Every lane is <= 0xFFFF, so the unsigned saturating pack only narrows.
+    const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+  }
 };
 struct VecF64 {
   typedef double scalar;
@@ -77,6 +139,7 @@ struct VecF32 {
   enum { lanes = 4 };
   static vec load(const float* p) { return _mm_loadu_ps(p); }
   static void store(float* p, vec v) { _mm_storeu_ps(p, v); }
+  SPX_HALF_BY_ELEMENT(VecF32)
   static vec splat(float v) { return _mm_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
   static vec max(vec a, vec b) { return _mm_max_ps(a, b); }
@@ -100,6 +163,7 @@ struct VecF32 {
   enum { lanes = 4 };
   static vec load(const float* p) { return vld1q_f32(p); }
   static void store(float* p, vec v) { vst1q_f32(p, v); }
+  SPX_HALF_BY_ELEMENT(VecF32)
   static vec splat(float v) { return vdupq_n_f32(v); }
   static vec fma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
   static vec max(vec a, vec b) { return vmaxq_f32(a, b); }
@@ -133,6 +197,7 @@ struct VecScalar {
   static void store(T* p, vec a) {
     for (int i = 0; i < 4; ++i) p[i] = a.v[i];
   }
+  SPX_HALF_BY_ELEMENT(VecScalar)
   static vec splat(T s) {
     vec r;
     for (int i = 0; i < 4; ++i) r.v[i] = s;

@@ -37,7 +37,7 @@ void describe_direct(const ConvShape& s, ConvProblem* p) {
     p->frame.pad[a] = std::max<int64_t>(0, span - 1 - s.pad_begin[a]);
     origin[a] = s.pad_begin[a] - (span - 1) + p->frame.pad[a];
     const int64_t input_end = checked_add(p->frame.pad[a], checked_mul(s.in[a] - 1, s.stride[a], "frame") + 1, "frame");
-    p->frame.size[a] = std::max(input_end, checked_add(origin[a] + s.out[a], span - 1, "frame"));
+    p->frame.size[a] = std::max(input_end, saturating_add(saturating_add(origin[a], s.out[a]), span - 1));
   }
   std::vector<Tap> taps;
   for_each_kernel_element(s, [&](const Extent& k) {
@@ -70,22 +70,22 @@ AxisPhases polyphase_axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t c
   ax.taps.resize(static_cast<size_t>(phases));
   int64_t lowest = 0;
   for (int64_t r = 0; r < phases; ++r) {
-    const int64_t count = (out - r + s - 1) / s;
+    const int64_t count = (out - r - 1) / s + 1;  // r < out; no out + s overflow
     ax.count[static_cast<size_t>(r)] = count;
     for (int64_t kk = 0; kk < k; ++kk) {
-      const int64_t num = r + crop - kk * d;
+      const int64_t num = r + crop - kk * d;  // the Python layer checked crop + out and the kernel extent
       const int64_t e = floor_div(num, s);
       // Skip taps that are not on this phase, and taps that only ever read outside the input.
-      if (e * s != num || e + count - 1 < 0 || e > in - 1) continue;
+      if (num % s != 0 || e + count - 1 < 0 || e > in - 1) continue;
       ax.taps[static_cast<size_t>(r)].push_back({kk, e});
       lowest = std::min(lowest, e);
     }
   }
   ax.pad = -lowest;
-  ax.frame_len = ax.pad + in;
+  ax.frame_len = checked_add(ax.pad, in, "frame");
   for (int64_t r = 0; r < phases; ++r)
     for (const auto& t : ax.taps[static_cast<size_t>(r)])
-      ax.frame_len = std::max(ax.frame_len, ax.pad + t.second + ax.count[static_cast<size_t>(r)]);
+      ax.frame_len = std::max(ax.frame_len, checked_add(ax.pad + t.second, ax.count[static_cast<size_t>(r)], "frame"));
   return ax;
 }
 
@@ -126,7 +126,7 @@ void describe_polyphase(const ConvShape& s, ConvProblem* p) {
 
 ConvProblem describe_conv_transpose(const ConvShape& s, TransposedMethod method) {
   ConvProblem p = base_problem(s);
-  p.zero_nonfinite_weights = true;
+  p.structural_zeros = true;
   if (method == TransposedMethod::kDirect)
     describe_direct(s, &p);
   else

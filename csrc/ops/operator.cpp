@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
+#include "../engine/activation.h"
 #include "../kernels/dispatch.h"
 #include "errors.h"
 
@@ -21,11 +23,31 @@ template <>
 TileShapes tiles_for<float>() { return tile_shapes(kernels().f32); }
 template <>
 TileShapes tiles_for<double>() { return tile_shapes(kernels().f64); }
+template <>
+TileShapes tiles_for<Float16>() { return tile_shapes(kernels().f16); }
+template <>
+TileShapes tiles_for<BFloat16>() { return tile_shapes(kernels().bf16); }
+
+template <typename S>
+std::vector<compute_t<S>> widened(const S* values, int64_t count) {
+  std::vector<compute_t<S>> out(static_cast<size_t>(count));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = widen(values[i]);
+  return out;
+}
 
 }  // namespace
 
-template <typename T>
-ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& out, const Extent& pad_begin) const {
+template <typename S>
+ConvOperator<S>::ConvOperator(const OpParams& params, const S* weight, const S* bias, const Epilogue<T>& epilogue)
+    : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue), finite_weights_(true) {
+  // (C_out, C_in/groups, *kernel) or (C_in, C_out/groups, *kernel): the same count.
+  const int64_t count = checked_mul(checked_mul(params.in_channels / params.groups, params.out_channels, "weight"),
+                                    checked_mul(volume(params.factor), volume(params.kernel), "weight"), "weight");
+  for (int64_t i = 0; i < count && finite_weights_; ++i) finite_weights_ = std::isfinite(widen(weight[i]));
+}
+
+template <typename S>
+ConvShape ConvOperator<S>::shape(int64_t batch, const Extent& in, const Extent& out, const Extent& pad_begin) const {
   ConvShape s;
   s.batch = batch;
   s.in_channels = params_.in_channels;
@@ -41,8 +63,8 @@ ConvShape ConvOperator<T>::shape(int64_t batch, const Extent& in, const Extent& 
   return s;
 }
 
-template <typename T>
-std::shared_ptr<const ConvPlan> ConvOperator<T>::plan(const ConvShape& s, int threads) const {
+template <typename S>
+std::shared_ptr<const ConvPlan> ConvOperator<S>::plan(const ConvShape& s, int threads) const {
   std::vector<int64_t> key{s.batch, threads};
   key.insert(key.end(), s.in.begin(), s.in.end());
   key.insert(key.end(), s.out.begin(), s.out.end());
@@ -55,15 +77,16 @@ std::shared_ptr<const ConvPlan> ConvOperator<T>::plan(const ConvShape& s, int th
   ConvProblem problem = params_.kind == OpKind::kConv ? describe_conv(s)
                         : params_.kind == OpKind::kSubpixel ? describe_subpixel(s, params_.factor, params_.dcr)
                                                             : describe_conv_transpose(s, params_.method);
-  auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tiles_for<T>(), threads));
+  problem.keep_padding_taps = !problem.structural_zeros && !finite_weights_;
+  auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tiles_for<S>(), threads));
   std::lock_guard<std::mutex> lock(mutex_);
   if (plans_.size() >= kCachedPlans) plans_.erase(plans_.begin());
   plans_.emplace_back(std::move(key), made);
   return made;
 }
 
-template <typename T>
-std::shared_ptr<const PackedWeights<T>> ConvOperator<T>::packed(const ConvPlan& plan) const {
+template <typename S>
+std::shared_ptr<const PackedWeights<compute_t<S>>> ConvOperator<S>::packed(const ConvPlan& plan) const {
   const std::vector<int64_t> signature = pack_signature(plan);
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -77,59 +100,77 @@ std::shared_ptr<const PackedWeights<T>> ConvOperator<T>::packed(const ConvPlan& 
   return made;
 }
 
-template <typename T>
-bool ConvOperator<T>::runs_as_scatter(const ConvShape& s) const {
+template <typename S>
+bool ConvOperator<S>::runs_as_scatter(const ConvShape& s) const {
   if (params_.kind != OpKind::kConvTranspose || params_.method != TransposedMethod::kPolyphase) return false;
   const int64_t per_pixel = std::max<int64_t>(1, (s.out_channels / s.groups) * volume(s.kernel));
   return s.batch * s.in_channels * volume(s.in) <= kScatterMacs / per_pixel;
 }
 
-template <typename T>
-void ConvOperator<T>::run(const ConvShape& s, const T* x, T* y, int threads) const {
-  const int64_t y_elements = checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output");
+template <typename S>
+void ConvOperator<S>::run(const ConvShape& s, const S* x, S* y, int threads) const {
+  constexpr bool half = !std::is_same<S, T>::value;
   if (runs_as_scatter(s)) {
-    scatter_transposed(s, x, weight_, bias_, y);  // the definition, non-finite weights included
-    apply_activation(y, y_elements, epilogue_);
-    return;
+    if constexpr (half) {
+      return run_widened(s, x, y, threads);
+    } else {
+      scatter_transposed(s, x, weight_, bias_, y);  // the definition, non-finite weights included
+      apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
+      return;
+    }
   }
   const std::shared_ptr<const ConvPlan> p = plan(s, threads);
+  if (p->by_definition) {
+    if constexpr (half) return run_widened(s, x, y, threads);
+    else return execute_by_definition(*p, x, weight_, bias_, y, epilogue_);
+  }
   const std::shared_ptr<const PackedWeights<T>> w = packed(*p);
-  if (w->had_nonfinite) return run_with_nonfinite_weights(s, *p, *w, x, y);
+  if (w->had_nonfinite) {
+    if constexpr (half) return run_widened(s, x, y, threads);
+    else return run_with_nonfinite_weights(s, *p, *w, x, y);
+  }
   execute_conv(*p, *w, x, y, epilogue_);
 }
 
+// Half-precision storage on the paths outside the engine (a tiny scatter, non-finite
+// weights): the float32 operator on widened copies, then one rounding per output.
+template <typename S>
+void ConvOperator<S>::run_widened(const ConvShape& s, const S* x, S* y, int threads) const {
+  const OpParams& p = params_;
+  const int64_t stored_out = checked_mul(p.out_channels, volume(p.factor), "weight");  // the weight's / bias' count
+  const int64_t w_elements = checked_mul(checked_mul(p.in_channels, stored_out / p.groups, "weight"), volume(p.kernel), "weight");
+  const std::vector<T> xf = widened(x, checked_mul(checked_mul(s.batch, s.in_channels, "input"), volume(s.in), "input"));
+  const std::vector<T> wf = widened(weight_, w_elements);
+  const std::vector<T> bf = bias_ ? widened(bias_, stored_out) : std::vector<T>();
+  std::vector<T> yf(static_cast<size_t>(checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output")));
+  const ConvOperator<T> op(params_, wf.data(), bias_ ? bf.data() : nullptr, epilogue_);
+  op.run(s, xf.data(), yf.data(), threads);
+  for (size_t i = 0; i < yf.size(); ++i) narrow_to(y + i, yf[i]);
+}
+
 // The engine's products with padding and inserted zeros are only zero for finite weights:
-// it runs with them zeroed (and the input's non-finite values zeroed, which would otherwise
-// meet those zeros), then the missing terms are added from their definition.
-template <typename T>
-void ConvOperator<T>::run_with_nonfinite_weights(const ConvShape& s, const ConvPlan& plan,
-                                                 const PackedWeights<T>& packed, const T* x, T* y) const {
-  const int64_t x_elements = checked_mul(checked_mul(s.batch, s.in_channels, "input"), volume(s.in), "input");
-  std::vector<T> finite_x(x, x + x_elements);
-  for (T& v : finite_x)
-    if (!std::isfinite(v)) v = T(0);
-  execute_conv(plan, packed, finite_x.data(), y, Epilogue<T>{Activation::kNone, T(0)});
-  add_nonfinite_terms(s, x, weight_, y);
-  apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
+// it runs on the arrays as they are (no activation, which could make a wrong NaN finite),
+// then the outputs that came out non-finite are recomputed from the definition.
+template <typename S>
+void ConvOperator<S>::run_with_nonfinite_weights(const ConvShape& s, const ConvPlan& plan,
+                                                 const PackedWeights<T>& packed, const S* x, S* y) const {
+  if constexpr (std::is_same<S, T>::value) {  // half-precision storage goes through run_widened
+    execute_conv(plan, packed, x, y, Epilogue<T>{Activation::kNone, T(0)});
+    recompute_nonfinite_outputs(s, x, weight_, bias_, y, plan.threads);
+    apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
+  }
 }
 
 template <typename T>
 void apply_activation(T* y, int64_t count, const Epilogue<T>& e) {
-  for (int64_t i = 0; i < count; ++i) {
-    const T v = y[i];
-    switch (e.activation) {
-      case Activation::kNone: return;
-      case Activation::kRelu: y[i] = v < T(0) ? T(0) : v; break;
-      case Activation::kRelu6: y[i] = v < T(0) ? T(0) : v > T(6) ? T(6) : v; break;
-      case Activation::kLeakyRelu: y[i] = v < T(0) ? v * e.negative_slope : v; break;
-      case Activation::kTanh: y[i] = std::tanh(v); break;
-      case Activation::kSigmoid: y[i] = T(1) / (T(1) + std::exp(-v)); break;
-    }
-  }
+  if (e.activation == Activation::kNone) return;
+  for (int64_t i = 0; i < count; ++i) y[i] = activate(y[i], e);
 }
 
 template class ConvOperator<float>;
 template class ConvOperator<double>;
+template class ConvOperator<Float16>;
+template class ConvOperator<BFloat16>;
 template void apply_activation(float*, int64_t, const Epilogue<float>&);
 template void apply_activation(double*, int64_t, const Epilogue<double>&);
 

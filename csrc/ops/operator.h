@@ -28,12 +28,14 @@ struct OpParams {
   bool channels_last = false;
 };
 
-template <typename T>
+// S is the storage type of inputs, weights and outputs; T the type it computes in (float32 for
+// the half-precision types).
+template <typename S>
 class ConvOperator {
  public:
+  typedef compute_t<S> T;
   // `weight` and `bias` (may be null) must outlive the operator; they are read, never written.
-  ConvOperator(const OpParams& params, const T* weight, const T* bias, const Epilogue<T>& epilogue)
-      : params_(params), weight_(weight), bias_(bias), epilogue_(epilogue) {}
+  ConvOperator(const OpParams& params, const S* weight, const S* bias, const Epilogue<T>& epilogue);
 
   const OpParams& params() const { return params_; }
   // pad_begin: conv zero padding at the start, or the transposed convolution's crop.
@@ -42,17 +44,20 @@ class ConvOperator {
   std::shared_ptr<const ConvPlan> plan(const ConvShape& shape, int threads) const;
   std::shared_ptr<const PackedWeights<T>> packed(const ConvPlan& plan) const;
   // y = op(x) for x and y of the given batch and spatial sizes, C-contiguous in the layout.
-  void run(const ConvShape& shape, const T* x, T* y, int threads) const;
+  void run(const ConvShape& shape, const S* x, S* y, int threads) const;
+  // Whether run() computes this shape as a plain scatter (tiny, single-threaded).
+  bool runs_as_scatter(const ConvShape& shape) const;
 
  private:
-  bool runs_as_scatter(const ConvShape& shape) const;
   void run_with_nonfinite_weights(const ConvShape& shape, const ConvPlan& plan, const PackedWeights<T>& packed,
-                                  const T* x, T* y) const;
+                                  const S* x, S* y) const;
+  void run_widened(const ConvShape& shape, const S* x, S* y, int threads) const;
 
   OpParams params_;
-  const T* weight_;
-  const T* bias_;
+  const S* weight_;
+  const S* bias_;
   Epilogue<T> epilogue_;
+  bool finite_weights_;
   mutable std::mutex mutex_;
   mutable std::vector<std::pair<std::vector<int64_t>, std::shared_ptr<const ConvPlan>>> plans_;
   mutable std::vector<std::shared_ptr<const PackedWeights<T>>> packs_;

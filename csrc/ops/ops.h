@@ -35,10 +35,10 @@ ConvProblem describe_conv_transpose(const ConvShape& s, TransposedMethod method)
 // outputs it reaches (fast for tiny problems; exact for non-finite weights).
 template <typename T>
 void scatter_transposed(const ConvShape& s, const T* x, const T* w, const T* bias, T* y);
-// Completes a transposed convolution computed with its non-finite weights zeroed (see
-// ConvProblem::zero_nonfinite_weights) from the input with its non-finite values zeroed.
+// Replaces every non-finite element of y, a transposed convolution computed with non-finite
+// weights meeting structural zeros (ConvProblem::structural_zeros), by its definition.
 template <typename T>
-void add_nonfinite_terms(const ConvShape& s, const T* x, const T* w, T* y);
+void recompute_nonfinite_outputs(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, int threads);
 
 // Moves elements between the low-resolution tensor (batch, C*prod(factor), *spatial) and the
 // high-resolution one (batch, C, *(spatial*factor)) in either direction (unshuffle = to_low).
@@ -48,6 +48,10 @@ struct ShuffleArgs {
   bool dcr, channels_last, to_low;
   int threads;
 };
+// Element sizes the data movement handles: every NumPy numeric dtype's.
+inline bool movable_element_size(size_t size) {
+  return size == 1 || size == 2 || size == 4 || size == 8 || size == 16 || size == 32;
+}
 void pixel_shuffle(const ShuffleArgs& a, const void* src, void* dst, size_t element_size);
 
 // (batch, *spatial) -> (batch, *(spatial*stride)) with x[b, i] at [b, i*stride], zeros elsewhere.

@@ -1,8 +1,13 @@
 // The transposed convolution's scatter form: the definition itself. Used for tiny problems
-// and to add back the terms of non-finite weights and inputs exactly where they belong.
+// and to recompute the outputs where non-finite weights met the engine's structural zeros.
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "describe.h"
+#include "parallel.h"
 
 namespace spx {
 namespace {
@@ -36,24 +41,38 @@ struct Scatter {
   int64_t x_offset(int64_t n, int64_t c, const Extent& i) const {
     return n * xs.n + c * xs.c + i[0] * xs.spatial[0] + i[1] * xs.spatial[1] + i[2] * xs.spatial[2];
   }
+  // The kernel elements [first, end) of axis a that take input index i into the output
+  // window (o = i*stride + k*dilation - pad in [0, out)), and o for k = 0.
+  struct TapRange {
+    int64_t first, end, origin;
+  };
+  TapRange taps_in_window(const Extent& i, size_t a) const {
+    const int64_t origin = output_index(i, 0, a), d = s.dilation[a];
+    // In unsigned arithmetic: out - 1 - origin is in [0, 2**64) and may not fit an int64.
+    const int64_t first = origin >= 0 ? 0 : -(origin / d) + (origin % d != 0);
+    const uint64_t span = static_cast<uint64_t>(s.out[a] - 1) - static_cast<uint64_t>(origin);
+    const int64_t end = origin >= s.out[a] ? 0
+                        : static_cast<int64_t>(std::min<uint64_t>(static_cast<uint64_t>(s.kernel[a]),
+                                                                  span / static_cast<uint64_t>(d) + 1));
+    return {first, std::max(first, end), origin};
+  }
   // y[n, every output channel of input channel ci's group, every output x reaches] += x * w[ci, :, k]
   template <typename T>
   void add_all_taps(T xv, const T* w, int64_t n, int64_t ci, const Extent& i, T* y) const {
     T* out = y + n * ys.n + (ci / cg_in) * cg_out * ys.c;
     const T* wp = w + ci * cg_out * taps;
-    for (int64_t k0 = 0; k0 < s.kernel[0]; ++k0) {
-      const int64_t o0 = output_index(i, k0, 0);
-      if (o0 < 0 || o0 >= s.out[0]) continue;
-      for (int64_t k1 = 0; k1 < s.kernel[1]; ++k1) {
-        const int64_t o1 = output_index(i, k1, 1);
-        if (o1 < 0 || o1 >= s.out[1]) continue;
-        for (int64_t k2 = 0; k2 < s.kernel[2]; ++k2) {
-          const int64_t o2 = output_index(i, k2, 2);
-          if (o2 < 0 || o2 >= s.out[2]) continue;
-          T* o = out + o0 * ys.spatial[0] + o1 * ys.spatial[1] + o2 * ys.spatial[2];
-          const T* wk = wp + (k0 * s.kernel[1] + k1) * s.kernel[2] + k2;
-          for (int64_t co = 0; co < cg_out; ++co) o[co * ys.c] += xv * wk[co * taps];
-        }
+    const TapRange r0 = taps_in_window(i, 0), r1 = taps_in_window(i, 1), r2 = taps_in_window(i, 2);
+    // Locals: the stores through `out` could otherwise alias these members for the compiler.
+    const int64_t channels = cg_out, y_channel = ys.c, w_channel = taps;
+    const int64_t y_step2 = s.dilation[2] * ys.spatial[2];
+    const int64_t count2 = r2.end - r2.first;
+    for (int64_t k0 = r0.first; k0 < r0.end; ++k0) {
+      for (int64_t k1 = r1.first; k1 < r1.end; ++k1) {
+        T* o = out + (r0.origin + k0 * s.dilation[0]) * ys.spatial[0] + (r1.origin + k1 * s.dilation[1]) * ys.spatial[1] +
+               (r2.origin + r2.first * s.dilation[2]) * ys.spatial[2];
+        const T* wk = wp + (k0 * s.kernel[1] + k1) * s.kernel[2] + r2.first;
+        for (int64_t co = 0; co < channels; ++co, o += y_channel, wk += w_channel)
+          for (int64_t j = 0; j < count2; ++j) o[j * y_step2] += xv * wk[j];
       }
     }
   }
@@ -64,6 +83,47 @@ void for_each_pixel(const Extent& size, Fn&& fn) {
   for (int64_t a = 0; a < size[0]; ++a)
     for (int64_t b = 0; b < size[1]; ++b)
       for (int64_t c = 0; c < size[2]; ++c) fn(Extent{a, b, c});
+}
+
+// Per axis and output index o, the (kernel index, input index) pairs with
+// i*stride + k*dilation = o + crop: the taps that reach o (CSR: first[o] .. first[o + 1]).
+struct Reach {
+  std::array<std::vector<int64_t>, kMaxRank> first;
+  std::array<std::vector<std::pair<int64_t, int64_t>>, kMaxRank> taps;
+  explicit Reach(const ConvShape& s) {
+    for (size_t a = 0; a < kMaxRank; ++a) {
+      first[a].push_back(0);
+      for (int64_t o = 0; o < s.out[a]; ++o) {
+        for (int64_t k = 0; k < s.kernel[a]; ++k) {
+          const int64_t num = o + s.pad_begin[a] - k * s.dilation[a];  // within the checked geometry
+          if (num >= 0 && num % s.stride[a] == 0 && num / s.stride[a] < s.in[a]) taps[a].push_back({k, num / s.stride[a]});
+        }
+        first[a].push_back(static_cast<int64_t>(taps[a].size()));
+      }
+    }
+  }
+  const std::pair<int64_t, int64_t>* begin(size_t a, int64_t o) const { return taps[a].data() + first[a][size_t(o)]; }
+  const std::pair<int64_t, int64_t>* end(size_t a, int64_t o) const { return taps[a].data() + first[a][size_t(o) + 1]; }
+};
+
+// The definition at one output, stopping at the first NaN (no later term can change it).
+template <typename T>
+T transposed_output(const Scatter& sc, const Reach& reach, const T* x, const T* w, const T* bias, int64_t n,
+                    int64_t co, const Extent& o) {
+  const ConvShape& s = sc.s;
+  const int64_t g = co / sc.cg_out, local = co % sc.cg_out;
+  T sum = bias ? bias[co] : T(0);
+  for (int64_t ci = g * sc.cg_in; ci < (g + 1) * sc.cg_in; ++ci) {
+    const T* wc = w + (ci * sc.cg_out + local) * sc.taps;
+    for (auto r0 = reach.begin(0, o[0]); r0 != reach.end(0, o[0]); ++r0)
+      for (auto r1 = reach.begin(1, o[1]); r1 != reach.end(1, o[1]); ++r1)
+        for (auto r2 = reach.begin(2, o[2]); r2 != reach.end(2, o[2]); ++r2) {
+          sum += x[sc.x_offset(n, ci, {r0->second, r1->second, r2->second})] *
+                 wc[(r0->first * s.kernel[1] + r1->first) * s.kernel[2] + r2->first];
+          if (std::isnan(sum)) return sum;
+        }
+  }
+  return sum;
 }
 
 }  // namespace
@@ -84,36 +144,32 @@ void scatter_transposed(const ConvShape& s, const T* x, const T* w, const T* bia
       });
 }
 
-// With X = Xf + Xn and W = Wf + Wn (finite parts, non-finite entries), y holds Xf * Wf.
-// Added here: Xn * W, then Xf * Wn. Every such term is non-finite, and IEEE sums of
-// non-finite values do not depend on the order.
+// Every output is the definition's value or, where a non-finite weight met a structural zero,
+// non-finite: those outputs, and only they, are recomputed. Results are exact for non-finite
+// values (IEEE sums of them do not depend on the order) and finite ones are sums of the same
+// products in another order.
 template <typename T>
-void add_nonfinite_terms(const ConvShape& s, const T* x, const T* w, T* y) {
+void recompute_nonfinite_outputs(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, int threads) {
   const Scatter sc(s);
-  for (int64_t n = 0; n < s.batch; ++n)
-    for (int64_t ci = 0; ci < s.in_channels; ++ci)
-      for_each_pixel(s.in, [&](const Extent& i) {
-        const T xv = x[sc.x_offset(n, ci, i)];
-        if (!std::isfinite(xv)) sc.add_all_taps(xv, w, n, ci, i, y);
-      });
-  for (int64_t ci = 0; ci < s.in_channels; ++ci)
-    for (int64_t co = 0; co < sc.cg_out; ++co)
-      for_each_kernel_element(s, [&](const Extent& k) {
-        const T wv = w[(ci * sc.cg_out + co) * sc.taps + kernel_index(s, k)];
-        if (std::isfinite(wv)) return;
-        const int64_t channel = (ci / sc.cg_in) * sc.cg_out + co;
-        for (int64_t n = 0; n < s.batch; ++n)
-          for_each_pixel(s.in, [&](const Extent& i) {
-            const T xv = x[sc.x_offset(n, ci, i)];
-            const int64_t to = std::isfinite(xv) ? sc.target(i, k) : -1;
-            if (to >= 0) y[n * sc.ys.n + channel * sc.ys.c + to] += xv * wv;
-          });
-      });
+  const Reach reach(s);
+  const int64_t rows = s.batch * s.out_channels * s.out[0] * s.out[1];
+  parallel_region(threads, [&](int tid, int count) {
+    int64_t begin, end;
+    split_range(rows, tid, count, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t o1 = r % s.out[1], o0 = (r / s.out[1]) % s.out[0];
+      const int64_t co = (r / (s.out[0] * s.out[1])) % s.out_channels, n = r / (s.out[0] * s.out[1] * s.out_channels);
+      T* row = y + n * sc.ys.n + co * sc.ys.c + o0 * sc.ys.spatial[0] + o1 * sc.ys.spatial[1];
+      for (int64_t o2 = 0; o2 < s.out[2]; ++o2)
+        if (!std::isfinite(row[o2 * sc.ys.spatial[2]]))
+          row[o2 * sc.ys.spatial[2]] = transposed_output(sc, reach, x, w, bias, n, co, {o0, o1, o2});
+    }
+  });
 }
 
 template void scatter_transposed(const ConvShape&, const float*, const float*, const float*, float*);
 template void scatter_transposed(const ConvShape&, const double*, const double*, const double*, double*);
-template void add_nonfinite_terms(const ConvShape&, const float*, const float*, float*);
-template void add_nonfinite_terms(const ConvShape&, const double*, const double*, double*);
+template void recompute_nonfinite_outputs(const ConvShape&, const float*, const float*, const float*, float*, int);
+template void recompute_nonfinite_outputs(const ConvShape&, const double*, const double*, const double*, double*, int);
 
 }  // namespace spx

@@ -17,6 +17,9 @@ constexpr int64_t kSerialElements = int64_t(1) << 16;
 struct Bytes16 {
   uint64_t lo, hi;
 };
+struct Bytes32 {  // complex long double
+  Bytes16 lo, hi;
+};
 
 // Channel of the low-resolution side holding channel c's sub-pixel position `sub`.
 int64_t low_channel(const ShuffleArgs& a, int64_t c, int64_t sub) {
@@ -86,7 +89,7 @@ void zero_insert_rows(int64_t batch, const Extent& size, const Extent& s, const 
   });
 }
 
-// Calls fn(E()) with an unsigned type of the element size.
+// Calls fn(E()) with an unsigned type of the element size (one of kElementSizes).
 template <class Fn>
 void with_element(size_t size, Fn&& fn) {
   switch (size) {
@@ -94,7 +97,8 @@ void with_element(size_t size, Fn&& fn) {
     case 2: return fn(uint16_t());
     case 4: return fn(uint32_t());
     case 8: return fn(uint64_t());
-    default: return fn(Bytes16());
+    case 16: return fn(Bytes16());
+    default: return fn(Bytes32());
   }
 }
 

@@ -42,15 +42,17 @@ def _backward(
     geometry = _p.conv_geometry(params, xa.shape, output_size)
     _p.check_grad_output(geometry, ga.shape)
     dtype = _p.result_dtype(ga, xa, wa)
-    gy, xc, wc = (_p.as_compute(a, dtype) for a in (ga, xa, wa))
+    work = _p.compute_dtype(dtype)  # half precision: computed in float32, rounded once at the end
+    gy, xc, wc = (_p.as_compute(a, work) for a in (ga, xa, wa))
     grad_input = _input_grad(params, geometry, gy, wc, meth, threads) if want[0] else None
     grad_weight = _weight_grad(params, geometry, gy, xc, wc.shape, threads) if want[1] else None
     grad_bias = None
     if want[2]:
-        grad_bias = np.zeros(params.out_channels, dtype)
+        grad_bias = np.zeros(params.out_channels, work)
         if gy.size:
             _core.bias_grad(_batched(gy, geometry), grad_bias, params.channels_last, threads)
-    return grad_input, grad_weight, grad_bias
+    gi, gw, gb = (None if g is None else g.astype(dtype, copy=False) for g in (grad_input, grad_weight, grad_bias))
+    return gi, gw, gb
 
 
 def _input_grad(

@@ -252,45 +252,18 @@ MAX_GRID_LINES = 24  # lines between the cells (or the stride x stride blocks) p
 TITLE_CHARS_PER_CELL = 5.0  # a 10-point title character is about 1/5 of a typical cell wide
 
 
-def plot_demo(demo: Demo, path: str) -> None:
-    """Draw every step of the demo as annotated heatmaps in one figure and save it to ``path``
-    (format from the suffix). Needs matplotlib; draws on an Agg canvas, never through pyplot."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
+class _Panels:
+    """One figure's heatmap panels on a shared colour scale, and the layout helpers."""
 
-    s = demo.stride
-    # One colour scale for all panels: every value shown is among these arrays' (or equal to one).
-    limit = max(float(np.abs(a).max(initial=0.0)) for a in (demo.image, demo.kernel, demo.shuffled))
-    norm = Normalize(-(limit or 1.0), limit or 1.0)
-    fig = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    _, polyphase, library = demo.differences()
-    fig.suptitle(
-        f"Transposed convolution = sub-pixel convolution: {_shape(demo.image)} image, "
-        f"{_shape(demo.kernel)} kernel, stride {s}, {demo.direct.dtype}\n"
-        f"direct {'=' if agrees(demo) else '≠'} polyphase: max abs difference {polyphase:.1e}  "
-        f"(conv_transpose2d(method='polyphase'): {library:.1e}; tolerance {demo.tolerance():.1e})",
-        fontsize=14, fontweight="bold",
-    )
-    rows = fig.add_gridspec(2, 1, height_ratios=(1.0, 1.2))
-    top, bottom = fig.add_subfigure(rows[0, 0]), fig.add_subfigure(rows[1, 0])
-    top.suptitle(
-        "direct: zero-insert the image, then a SAME correlation with the kernel, the same as\n"
-        + _calls(demo)["direct"],
-        fontsize=11,
-    )
-    bottom.suptitle(
-        f"polyphase: {s * s} stride-1 convolutions in low-resolution space, then the periodic "
-        f"shuffle\n{_calls(demo)['pw']}: one conv2d kernel per phase, "
-        f"conv2d padding {demo.phase_padding}, crop {demo.crop}",
-        fontsize=11,
-    )
-    panels: list[Tuple[Axes, CellLabels]] = []
+    def __init__(self, limit: float) -> None:
+        from matplotlib.colors import Normalize
 
-    def panel(ax: Axes, a: Array, title: str, period: int = 1) -> None:
-        ax.imshow(a, cmap=CMAP, norm=norm, interpolation="nearest")
+        self.limit = limit
+        self.norm = Normalize(-(limit or 1.0), limit or 1.0)
+        self.drawn: list[Tuple[Axes, CellLabels]] = []
+
+    def panel(self, ax: Axes, a: Array, title: str, period: int = 1) -> None:
+        ax.imshow(a, cmap=CMAP, norm=self.norm, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -299,8 +272,9 @@ def plot_demo(demo: Demo, path: str) -> None:
                 ax.axhline(k - 0.5, color="0.3", linewidth=1.0)
             for k in range(period, a.shape[1], period):
                 ax.axvline(k - 0.5, color="0.3", linewidth=1.0)
-        panels.append((ax, _cell_labels(a, limit)))
+        self.drawn.append((ax, _cell_labels(a, self.limit)))
 
+    @staticmethod
     def columns(parent: SubFigure, widths: Sequence[Tuple[int, str]]) -> list[SubFigure]:
         """Side-by-side subfigures, as wide as their cells or their title (in typical cells)."""
         ratios = [max([cells] + [len(line) / TITLE_CHARS_PER_CELL for line in title.split("\n")])
@@ -308,42 +282,68 @@ def plot_demo(demo: Demo, path: str) -> None:
         grid = parent.add_gridspec(1, len(ratios), width_ratios=ratios, wspace=0.0)
         return [parent.add_subfigure(grid[0, i]) for i in range(len(ratios))]
 
+    @staticmethod
     def operator(cell: SubFigure, symbol: str, size: float = 24) -> None:
         cell.text(0.5, 0.5, symbol, fontsize=size, ha="center", va="center")
 
+    def annotate(self) -> None:
+        """Values in the cells, at one font size that fits every panel (none if too small)."""
+        size = min(_cell_font_size(ax, labels) for ax, labels in self.drawn)
+        if size >= MIN_CELL_FONT:
+            for ax, labels in self.drawn:
+                _annotate(ax, labels, size)
+
+
+def _draw_direct(panels: _Panels, top: SubFigure, demo: Demo) -> None:
+    s = demo.stride
+    top.suptitle(
+        "direct: zero-insert the image, then a SAME correlation with the kernel, the same as\n"
+        + _calls(demo)["direct"],
+        fontsize=11,
+    )
     image_title = f"image ({_shape(demo.image)})"
     zero_title = f"zero_insert(image, {s}) ({_shape(demo.zero_inserted)})"
     kernel_title = f"kernel ({_shape(demo.kernel)})"
     direct_title = f"direct result ({_shape(demo.direct)})"
-    cols = columns(top, [
+    cols = panels.columns(top, [
         (demo.image.shape[1], image_title), (1, ""), (demo.zero_inserted.shape[1], zero_title),
         (1, ""), (demo.kernel.shape[1], kernel_title), (1, ""), (demo.direct.shape[1], direct_title),
     ])
-    panel(cols[0].add_subplot(), demo.image, image_title)
-    operator(cols[1], "→")
-    panel(cols[2].add_subplot(), demo.zero_inserted, zero_title, s)
-    operator(cols[3], "⋆", 40)
-    panel(cols[4].add_subplot(), demo.kernel, kernel_title)
-    operator(cols[5], "=")
-    panel(cols[6].add_subplot(), demo.direct, direct_title, s)
+    panels.panel(cols[0].add_subplot(), demo.image, image_title)
+    panels.operator(cols[1], "→")
+    panels.panel(cols[2].add_subplot(), demo.zero_inserted, zero_title, s)
+    panels.operator(cols[3], "⋆", 40)
+    panels.panel(cols[4].add_subplot(), demo.kernel, kernel_title)
+    panels.operator(cols[5], "=")
+    panels.panel(cols[6].add_subplot(), demo.direct, direct_title, s)
 
+
+def _draw_polyphase(panels: _Panels, bottom: SubFigure, demo: Demo) -> None:
+    from matplotlib.patches import Rectangle
+
+    s = demo.stride
+    bottom.suptitle(
+        f"polyphase: {s * s} stride-1 convolutions in low-resolution space, then the periodic "
+        f"shuffle\n{_calls(demo)['pw']}: one conv2d kernel per phase, "
+        f"conv2d padding {demo.phase_padding}, crop {demo.crop}",
+        fontsize=11,
+    )
     sub_title = f"sub-kernels (a, b)\nsplit_kernel(kernel, {s})[a*{s}+b]"
     phase_title = f"phases (a, b)\nconv2d(image, pw.weight[a*{s}+b])"
     shuffled_title = f"pixel_shuffle(phases, {s}) ({_shape(demo.shuffled)})"
     # Both s x s groups as wide as the phases (their "(a, b)" titles need about 2 cells each).
     group_width = s * max(demo.phases.shape[2], demo.subkernels.shape[2], 2)
-    cols = columns(bottom, [(group_width, sub_title), (1, ""), (group_width, phase_title), (1, ""),
-                            (demo.shuffled.shape[1], shuffled_title)])
-    for group, stack, title in ((cols[0], demo.subkernels, sub_title),
-                                (cols[2], demo.phases, phase_title)):
+    cols = panels.columns(bottom, [(group_width, sub_title), (1, ""), (group_width, phase_title), (1, ""),
+                                   (demo.shuffled.shape[1], shuffled_title)])
+    for group, stack, title in ((cols[0], demo.subkernels, sub_title), (cols[2], demo.phases, phase_title)):
         group.suptitle(title, fontsize=10)
         axes = group.subplots(s, s, squeeze=False)
         for p, a in enumerate(stack):
-            panel(axes[p // s, p % s], a, f"({p // s}, {p % s})")
-    operator(cols[1], "→")
-    operator(cols[3], "→")
+            panels.panel(axes[p // s, p % s], a, f"({p // s}, {p % s})")
+    panels.operator(cols[1], "→")
+    panels.operator(cols[3], "→")
     shuffled = cols[4].add_subplot()
-    panel(shuffled, demo.shuffled, shuffled_title, s)
+    panels.panel(shuffled, demo.shuffled, shuffled_title, s)
     caption = f"each {s}x{s} block: cell (a, b) from phase (a, b)"
     (top_crop, bottom_crop), (left_crop, right_crop) = demo.crop
     if top_crop or bottom_crop or left_crop or right_crop:
@@ -353,11 +353,30 @@ def plot_demo(demo: Demo, path: str) -> None:
         caption += f"\nframed: the {height}x{width} result = direct"
     shuffled.set_xlabel(caption, fontsize=10)
 
+
+def plot_demo(demo: Demo, path: str) -> None:
+    """Draw every step of the demo as annotated heatmaps in one figure and save it to ``path``
+    (format from the suffix). Needs matplotlib; draws on an Agg canvas, never through pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # One colour scale for all panels: every value shown is among these arrays' (or equal to one).
+    panels = _Panels(max(float(np.abs(a).max(initial=0.0)) for a in (demo.image, demo.kernel, demo.shuffled)))
+    fig = Figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    _, polyphase, library = demo.differences()
+    fig.suptitle(
+        f"Transposed convolution = sub-pixel convolution: {_shape(demo.image)} image, "
+        f"{_shape(demo.kernel)} kernel, stride {demo.stride}, {demo.direct.dtype}\n"
+        f"direct {'=' if agrees(demo) else '≠'} polyphase: max abs difference {polyphase:.1e}  "
+        f"(conv_transpose2d(method='polyphase'): {library:.1e}; tolerance {demo.tolerance():.1e})",
+        fontsize=14, fontweight="bold",
+    )
+    rows = fig.add_gridspec(2, 1, height_ratios=(1.0, 1.2))
+    _draw_direct(panels, fig.add_subfigure(rows[0, 0]), demo)
+    _draw_polyphase(panels, fig.add_subfigure(rows[1, 0]), demo)
     fig.canvas.draw()  # fixes the layout: the cells' sizes in pixels are known from here on
-    size = min(_cell_font_size(ax, labels) for ax, labels in panels)
-    if size >= MIN_CELL_FONT:
-        for ax, labels in panels:
-            _annotate(ax, labels, size)
+    panels.annotate()
     fig.savefig(path, dpi=FIGURE_DPI)
 
 

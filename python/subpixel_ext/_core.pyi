@@ -116,6 +116,30 @@ class Activation:
     @property
     def value(self) -> int:
         ...
+class BoundCall:
+    """
+    A layer's call for one input shape (see bind).
+    """
+    def __call__(
+        self,
+        x: typing.Any,
+        out: typing.Any,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> typing.Any:
+        ...
+class FunctionalCall:
+    """
+    A functional call for one input shape (see functional).
+    """
+    def __call__(
+        self,
+        x: typing.Any,
+        weight: typing.Any,
+        bias: typing.Any,
+        out: typing.Any,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> typing.Any:
+        ...
 class Conv:
     """
     conv{1,2,3}d.
@@ -142,6 +166,24 @@ class Conv:
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
+    def bind(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> BoundCall:
+        """
+        The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
+    def functional(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> FunctionalCall:
+        """
+        As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
+        """
 class ConvTranspose:
     """
     conv_transpose{1,2,3}d.
@@ -169,6 +211,24 @@ class ConvTranspose:
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
+    def bind(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> BoundCall:
+        """
+        The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
+    def functional(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> FunctionalCall:
+        """
+        As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
+        """
 class SubpixelConv:
     """
     pixel_shuffle(conv(x)) in one pass.
@@ -197,6 +257,24 @@ class SubpixelConv:
         negative_slope: typing.SupportsFloat | typing.SupportsIndex,
     ) -> None:
         ...
+    def bind(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> BoundCall:
+        """
+        The call for arrays of these shapes (batched or not), validated once: __call__(x, out, threads) computes, or returns None for arrays it does not take as they are.
+        """
+    def functional(
+        self,
+        x_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        out_shape: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+        pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    ) -> FunctionalCall:
+        """
+        As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
+        """
 def bias_grad(
     grad_y: numpy.typing.NDArray[typing.Any],
     grad_bias: numpy.typing.NDArray[typing.Any],

@@ -7,6 +7,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import _params as _p
+
 
 def _activation_of(module: Any) -> Optional[Tuple[str, float]]:
     import torch.nn as nn
@@ -33,7 +35,8 @@ def _parts(module: Any) -> List[Any]:
 
 
 def _numpy(tensor: Any) -> np.ndarray:
-    return np.array(tensor.detach().cpu().numpy(), copy=True)
+    # as_array: bfloat16 parameters through their bits (torch has no NumPy bfloat16)
+    return np.array(_p.as_array(tensor.detach().cpu(), "parameter"), copy=True)
 
 
 def _fold_batchnorm(weight: np.ndarray, bias: Optional[np.ndarray], bn: Any, transposed: bool, groups: int) -> Tuple[np.ndarray, np.ndarray]:

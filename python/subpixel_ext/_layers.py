@@ -57,31 +57,21 @@ def run_native(
 
 
 class _PreparedCall:
-    """What a layer derives once per input shape and dtype: geometry and operator."""
+    """What a layer derives once per input shape and dtype: geometry and operator, and the
+    operator bound to that shape (which runs arrays of exactly that shape and dtype)."""
 
-    __slots__ = ("geometry", "dtype", "native", "pad_begin")
+    __slots__ = ("geometry", "dtype", "native", "bound")
 
-    def __init__(self, geometry: _p.ConvGeometry, dtype: np.dtype, native: Any) -> None:
+    def __init__(self, geometry: _p.ConvGeometry, dtype: np.dtype, native: Any, x_shape: Tuple[int, ...]) -> None:
         self.geometry, self.dtype, self.native = geometry, dtype, native
-        self.pad_begin = list(geometry.pad_begin)  # a list converts fastest at the native boundary
+        self.bound = native.bind(list(x_shape), list(geometry.out_shape), list(geometry.pad_begin))
 
     def run(self, x: np.ndarray, out: Optional[np.ndarray], threads: int) -> np.ndarray:
-        geometry, dtype = self.geometry, self.dtype
-        if x.dtype is not dtype or not x.flags.c_contiguous:
-            xc = _p.as_compute(x, dtype)
-            return run_native(self.native, geometry, xc, dtype, out, threads, (x,))
-        if out is None:
-            y = np.empty(geometry.out_shape, dtype)
-        elif type(out) is np.ndarray and out.shape == geometry.out_shape and out.dtype is dtype:
-            y = out  # the native call checks layout, writeability and overlap with x
-        else:
-            y = _p.check_out(out, geometry.out_shape, dtype, [])
-        if y.size:
-            if geometry.batched:
-                self.native(x, y, self.pad_begin, threads)
-            else:
-                self.native(x[None], y[None], self.pad_begin, threads)
-        return y
+        y = self.bound(x, out, threads)
+        if y is not None:
+            return y  # type: ignore[no-any-return]
+        xc = _p.as_compute(x, self.dtype)
+        return run_native(self.native, self.geometry, xc, self.dtype, out, threads, (x,) if xc is not x else ())
 
 
 class _ConvLayer:
@@ -112,6 +102,7 @@ class _ConvLayer:
         self._bias = None if b is None else _private_copy(b, dtype)
         self._natives: Dict[np.dtype, Any] = {}
         self._calls: Dict[Tuple[Any, ...], _PreparedCall] = {}
+        self._by_shape: Dict[Tuple[int, ...], _PreparedCall] = {}
         self._lock = threading.Lock()
 
     # -- reading back ------------------------------------------------------------------------
@@ -207,6 +198,12 @@ class _ConvLayer:
 
     def _run(self, x: ArrayLike, output_size: Any, out: Optional[np.ndarray], num_threads: Any) -> np.ndarray:
         threads = 0 if num_threads is None else _p.num_threads(num_threads)
+        if output_size is None and type(x) is np.ndarray:
+            call = self._by_shape.get(x.shape)  # the common case: one dtype per input shape
+            if call is not None:
+                y = call.bound(x, out, threads)
+                if y is not None:
+                    return y  # type: ignore[no-any-return]
         xa = x if type(x) is np.ndarray else _p.as_array(x, "x")
         key: Optional[Tuple[Any, ...]] = (xa.shape, xa.dtype, output_size)
         try:
@@ -218,7 +215,10 @@ class _ConvLayer:
             if key is not None:
                 if len(self._calls) >= 64:
                     self._calls.clear()
+                    self._by_shape.clear()
                 self._calls[key] = call
+                if output_size is None:
+                    self._by_shape.setdefault(xa.shape, call)
         return call.run(xa, out, threads)
 
     def _prepare(self, x: np.ndarray, output_size: Any) -> _PreparedCall:
@@ -230,7 +230,7 @@ class _ConvLayer:
             params = dataclasses.replace(params, output_padding=(0,) * params.rank)
         geometry = _p.conv_geometry(params, x.shape, output_size)
         _p.checked_elements(geometry.out_shape, dtype.itemsize, "the result")
-        return _PreparedCall(geometry, dtype, self._native(dtype))
+        return _PreparedCall(geometry, dtype, self._native(dtype), x.shape)
 
     def _native(self, dtype: np.dtype) -> Any:
         native = self._natives.get(dtype)

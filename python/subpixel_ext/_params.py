@@ -16,7 +16,7 @@ import math
 import operator
 import sys
 from dataclasses import dataclass
-from typing import Optional, Sequence, SupportsIndex, Tuple, Union, cast
+from typing import Any, Optional, Sequence, SupportsIndex, Tuple, Union, cast
 
 import numpy as np
 
@@ -146,32 +146,85 @@ def activation_spec(activation: object, negative_slope: object) -> Tuple[Optiona
 # ----------------------------------------------------------------------------- arrays
 
 
-def as_array(value: object, name: str) -> np.ndarray:
-    """numpy.asarray with the dtype families this package refuses turned into TypeError."""
+def is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether `dtype` is ``ml_dtypes.bfloat16`` (recognized without importing ml_dtypes)."""
+    return dtype.kind == "V" and dtype.name == "bfloat16"
+
+
+def _torch_bfloat16_as_numpy(value: object) -> Optional[np.ndarray]:
+    """A bfloat16 torch tensor as a NumPy ``ml_dtypes.bfloat16`` array (torch has no NumPy
+    bfloat16, so through its bits); None for anything else."""
+    if str(getattr(value, "dtype", "")) != "torch.bfloat16" or not type(value).__module__.startswith("torch"):
+        return None
     try:
-        if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
-            arr = np.from_dlpack(value)  # DLPack-only producers; numpy.asarray ignores __dlpack__
-        else:
-            arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must have a real numeric dtype, got dtype {arr.dtype}")
+        import ml_dtypes
+    except ImportError:
+        raise TypeError("a bfloat16 tensor needs the ml_dtypes package (pip install subpixel-ext[bfloat16])") from None
+    tensor: Any = value
+    import torch  # already imported: `value` is one of its tensors
+
+    bits: np.ndarray = tensor.detach().cpu().contiguous().view(torch.int16).numpy()
+    half: np.ndarray = bits.view(ml_dtypes.bfloat16)
+    return half
+
+
+def as_array(value: object, name: str, kinds: str = "biuf") -> np.ndarray:
+    """numpy.asarray with the dtype families this package refuses turned into TypeError.
+
+    `kinds` are the NumPy dtype kinds accepted (real numbers by default; the rearrangements
+    also take complex); bfloat16 (``ml_dtypes``'s, and torch's through its bits) always.
+    """
+    arr = _torch_bfloat16_as_numpy(value)
+    if arr is None:
+        try:
+            if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
+                arr = np.from_dlpack(value)  # DLPack-only producers; numpy.asarray ignores __dlpack__
+            else:
+                arr = np.asarray(value)
+        except Exception as exc:  # ragged lists and the like
+            raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind not in kinds and not is_bfloat16(arr.dtype):
+        what = "a real numeric" if kinds == "biuf" else "a numeric"
+        raise TypeError(f"{name} must have {what} dtype, got dtype {arr.dtype}")
     return arr
 
 
 def result_dtype(*arrays: Optional[np.ndarray]) -> np.dtype:
-    """float32 if every input is float16/float32, else float64 (integers and bools included)."""
-    present = [a for a in arrays if a is not None]
-    if all(a.dtype.kind == "f" and a.dtype.itemsize <= 4 for a in present):
+    """The dtype a convolution computes into, from its inputs' dtypes.
+
+    float16 if every input is float16, bfloat16 if every input is bfloat16 (both computed in
+    float32 and rounded once per output); float64 if any input is float64 (or wider), an
+    integer or a bool; float32 otherwise (float32 present, or float16 mixed with bfloat16).
+    """
+    dtypes = [a.dtype for a in arrays if a is not None]
+    if dtypes and all(d.kind == "f" and d.itemsize == 2 for d in dtypes):
+        return np.dtype(np.float16)
+    if dtypes and all(is_bfloat16(d) for d in dtypes):
+        return dtypes[0]
+    if all((d.kind == "f" and d.itemsize <= 4) or is_bfloat16(d) for d in dtypes):
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
 
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype results of `dtype` accumulate in: float32 for the half-precision types."""
+    return np.dtype(np.float32) if dtype.itemsize == 2 else dtype
+
+
+def data_dtype(arr: np.ndarray) -> np.dtype:
+    """The dtype a rearrangement keeps: the input's own, in native byte order."""
+    return arr.dtype if arr.dtype.isnative else arr.dtype.newbyteorder("=")
+
+
 def as_compute(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous native-endian array of `dtype`; a copy only when needed, never written."""
-    if arr.dtype is dtype and arr.flags.c_contiguous:  # builtin dtypes are singletons
+    """A C-contiguous, aligned, native-endian array of `dtype`; a copy only when needed, never
+    written. (A buffer at an odd offset, e.g. ``np.frombuffer(b, offset=1)``, is copied: native
+    code reads every element with its dtype's alignment.)"""
+    flags = arr.flags
+    if arr.dtype is dtype and flags.c_contiguous and flags.aligned:  # builtin dtypes are singletons
         return arr
+    if not flags.aligned:
+        return np.array(arr, dtype=dtype, order="C")  # ascontiguousarray would keep the misaligned buffer
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -202,6 +255,11 @@ def check_out(
     flags = out.flags
     if not flags.c_contiguous or not out.dtype.isnative:
         raise ValueError("out must be C-contiguous and native-endian")
+    if not flags.aligned:
+        raise ValueError(
+            f"out must be aligned for its dtype (its data address is not a multiple of {out.dtype.alignment}); "
+            "allocate it with numpy.empty"
+        )
     if not flags.writeable:
         raise ValueError("out is read-only")
     for arr in inputs:
@@ -517,6 +575,8 @@ def _transposed_window(
         n = smallest + extra
         if n <= 0:
             raise ValueError(f"output size along {letter} would be {n} ({described})")
+        # The native side addresses the full output up to the window's end.
+        _fits(lo + n, f"the end of the output window along {letter} ({described}, output_padding={extra})")
         window.append((lo, hi, n))
     return tuple(window)
 

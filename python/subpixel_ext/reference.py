@@ -14,8 +14,10 @@ Clarity comes before speed: the only Python loops run over kernel taps (or sub-k
 batch and channels are vectorized with ``np.einsum``. One rank-generic private core per op does
 the work; the public functions per rank are thin wrappers. Argument checking and output geometry
 come from ``_params`` so that this module and the native API agree on what is computed and raise
-the same errors. Every function computes in ``_params.result_dtype`` of its inputs and returns a
-new C-contiguous array; inputs are never modified.
+the same errors. The convolutions return ``_params.result_dtype`` of their inputs, computed in
+float32 for float16 / bfloat16 and rounded once at the end (the native contract); the
+rearrangements keep the input's dtype. Every function returns a new C-contiguous array; inputs
+are never modified.
 
 The convolutions take ``activation`` (None, "relu", "relu6", "leaky_relu", "tanh", "sigmoid";
 PyTorch's definitions, ``negative_slope`` for leaky_relu), applied after the bias.
@@ -35,8 +37,10 @@ from ._params import (
     activation_spec,
     as_array,
     check_grad_output,
+    compute_dtype,
     conv_geometry,
     conv_params,
+    data_dtype,
     output_mask,
     result_dtype,
     shuffle_spec,
@@ -67,7 +71,8 @@ __all__ = [
     "conv3d_backward",
 ]
 
-_Prepared = Tuple[ConvParams, ConvGeometry, np.ndarray, np.ndarray, Optional[np.ndarray], np.dtype]
+# ..., the result's dtype and the one it is computed in.
+_Prepared = Tuple[ConvParams, ConvGeometry, np.ndarray, np.ndarray, Optional[np.ndarray], np.dtype, np.dtype]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -83,7 +88,8 @@ def _prepare(
     ba = None if bias is None else as_array(bias, "bias")
     conv = conv_params(kind, wa, ba, rank=rank, **params)  # type: ignore[arg-type]
     geo = conv_geometry(conv, xa.shape, output_size)
-    return conv, geo, xa, wa, ba, result_dtype(xa, wa, ba)
+    dtype = result_dtype(xa, wa, ba)
+    return conv, geo, xa, wa, ba, dtype, compute_dtype(dtype)
 
 
 def _channels_first(x: np.ndarray, conv: ConvParams, geo: ConvGeometry, dtype: np.dtype) -> np.ndarray:
@@ -96,9 +102,9 @@ def _channels_first(x: np.ndarray, conv: ConvParams, geo: ConvGeometry, dtype: n
 
 def _finish(
     y: np.ndarray, conv: ConvParams, geo: ConvGeometry, bias: Optional[np.ndarray],
-    activation: Optional[str], negative_slope: float,
+    activation: Optional[str], negative_slope: float, dtype: np.dtype,
 ) -> np.ndarray:
-    """Bias, activation, then back from (N, C, *spatial) to the caller's layout and rank."""
+    """Bias, activation, then back from (N, C, *spatial) to the caller's layout, rank and dtype."""
     if bias is not None:
         y += bias.astype(y.dtype).reshape((1, -1) + (1,) * conv.rank)
     y = _activate(y, activation, negative_slope)
@@ -108,7 +114,7 @@ def _finish(
         y = np.moveaxis(y, 1, -1)
     if not geo.batched:
         y = y[0]
-    result = np.array(y, order="C", copy=True)
+    result = np.array(y, dtype=dtype, order="C", copy=True)
     assert result.shape == geo.out_shape, (result.shape, geo.out_shape)
     return result
 
@@ -143,16 +149,16 @@ def _conv_transpose(
 ) -> np.ndarray:
     """Scatter form: full[i*s + k*d] += x[i] * w[k] per axis, then y[o] = full[o + pad_begin]."""
     act, slope = activation_spec(activation, negative_slope)
-    conv, geo, xa, wa, ba, dtype = _prepare("conv_transpose", rank, x, weight, bias, output_size, **params)
+    conv, geo, xa, wa, ba, dtype, work = _prepare("conv_transpose", rank, x, weight, bias, output_size, **params)
     n, g = geo.n, conv.groups
     cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
-    xg = _channels_first(xa, conv, geo, dtype).reshape((n, g, cin_g) + geo.in_spatial)
-    wg = np.array(wa, dtype=dtype, copy=True).reshape((g, cin_g, cout_g) + conv.kernel)
+    xg = _channels_first(xa, conv, geo, work).reshape((n, g, cin_g) + geo.in_spatial)
+    wg = np.array(wa, dtype=work, copy=True).reshape((g, cin_g, cout_g) + conv.kernel)
 
     full_spatial = tuple(
         (h - 1) * s + k_eff for h, s, k_eff in zip(geo.in_spatial, conv.stride, conv.effective_kernel)
     )
-    full = np.zeros((n, g, cout_g) + full_spatial, dtype=dtype)
+    full = np.zeros((n, g, cout_g) + full_spatial, dtype=work)
     for tap in _taps(conv.kernel):
         # input element i lands at i*s + k*d of the full output, per axis
         contribution = np.einsum("ngi...,gio->ngo...", xg, wg[(Ellipsis,) + tap])
@@ -164,12 +170,12 @@ def _conv_transpose(
     full = full.reshape((n, conv.out_channels) + full_spatial)
 
     # y[o] = full[o + pad_begin] where 0 <= o + pad_begin < L; elsewhere 0
-    y = np.zeros((n, conv.out_channels) + geo.out_spatial, dtype=dtype)
+    y = np.zeros((n, conv.out_channels) + geo.out_spatial, dtype=work)
     keep = tuple(max(0, min(out, size - top)) for out, size, top in zip(geo.out_spatial, full_spatial, geo.pad_begin))
     target = tuple(slice(0, k) for k in keep)
     source = tuple(slice(top, top + k) for top, k in zip(geo.pad_begin, keep))
     y[(slice(None),) * 2 + target] = full[(slice(None),) * 2 + source]
-    return _finish(y, conv, geo, ba, act, slope)
+    return _finish(y, conv, geo, ba, act, slope, dtype)
 
 
 def _conv(
@@ -179,19 +185,19 @@ def _conv(
     """Cross-correlation of the zero-padded input: y[o] = sum_k xpad[o*s + k*d] * w[k] per axis
     (kind "subpixel": the same, then pixel_shuffle)."""
     act, slope = activation_spec(activation, negative_slope)
-    conv, geo, xa, wa, ba, dtype = _prepare(kind, rank, x, weight, bias, None, **params)
+    conv, geo, xa, wa, ba, dtype, work = _prepare(kind, rank, x, weight, bias, None, **params)
     n, g = geo.n, conv.groups
     cin_g, cout_g = conv.in_channels // g, conv.weight_out_channels // g
     conv_out = tuple(out // f for out, f in zip(geo.out_spatial, conv.factor))
 
     padded = tuple(lo + h + hi for lo, h, hi in zip(geo.pad_begin, geo.in_spatial, geo.pad_end))
-    xp = np.zeros((n, conv.in_channels) + padded, dtype=dtype)
+    xp = np.zeros((n, conv.in_channels) + padded, dtype=work)
     inner = tuple(slice(lo, lo + h) for lo, h in zip(geo.pad_begin, geo.in_spatial))
-    xp[(slice(None),) * 2 + inner] = _channels_first(xa, conv, geo, dtype)
+    xp[(slice(None),) * 2 + inner] = _channels_first(xa, conv, geo, work)
     xp = xp.reshape((n, g, cin_g) + padded)
-    wg = np.array(wa, dtype=dtype, copy=True).reshape((g, cout_g, cin_g) + conv.kernel)
+    wg = np.array(wa, dtype=work, copy=True).reshape((g, cout_g, cin_g) + conv.kernel)
 
-    y = np.zeros((n, g, cout_g) + conv_out, dtype=dtype)
+    y = np.zeros((n, g, cout_g) + conv_out, dtype=work)
     for tap in _taps(conv.kernel):
         window = tuple(
             slice(k * d, k * d + (out - 1) * s + 1, s)
@@ -199,7 +205,7 @@ def _conv(
         )
         y += np.einsum("ngi...,goi->ngo...", xp[(slice(None),) * 3 + window], wg[(Ellipsis,) + tap])
     y = y.reshape((n, conv.weight_out_channels) + conv_out)
-    return _finish(y, conv, geo, ba, act, slope)
+    return _finish(y, conv, geo, ba, act, slope, dtype)
 
 
 def conv_transpose1d(
@@ -368,9 +374,9 @@ def _shuffle_channels_first(x: np.ndarray, factor: Tuple[int, ...], dcr: bool, i
 
 
 def _shuffle(x: ArrayLike, factor: IntOrTuple, layout: Optional[Layout], mode: str, inverse: bool, name: str) -> np.ndarray:
-    xa = as_array(x, "x")
+    xa = as_array(x, "x", kinds="biufc")
     spec = shuffle_spec(xa.shape, factor, layout, mode, inverse, name)
-    xc = np.array(xa, dtype=result_dtype(xa), copy=True)
+    xc = np.array(xa, dtype=data_dtype(xa), copy=True)
     if spec.channels_last:
         xc = np.moveaxis(xc, -1, -spec.rank - 1)
     y = _shuffle_channels_first(xc.reshape((spec.batch,) + xc.shape[-spec.rank - 1 :]), spec.factor, spec.dcr, inverse)
@@ -409,9 +415,9 @@ def zero_insert(x: ArrayLike, stride: IntOrTuple) -> np.ndarray:
 
     An int stride acts on the last two axes, a tuple of k ints on the last k.
     """
-    xa = as_array(x, "x")
+    xa = as_array(x, "x", kinds="biufc")
     strides, shape = zero_insert_spec(xa.shape, stride)
-    out = np.zeros(shape, dtype=result_dtype(xa))
+    out = np.zeros(shape, dtype=data_dtype(xa))
     out[(Ellipsis,) + tuple(slice(None, None, s) for s in strides)] = xa
     return out
 
@@ -443,17 +449,25 @@ Gradients = Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarra
 def _backward_arrays(
     kind: str, rank: int, grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike,
     output_size: Optional[OutputSize], **params: object,
-) -> Tuple[ConvParams, ConvGeometry, np.ndarray, np.ndarray, np.ndarray]:
+) -> Tuple[ConvParams, ConvGeometry, np.ndarray, np.ndarray, np.ndarray, np.dtype]:
     """Checked parameters and geometry, then grad_output and x channels first, and the weight, in
-    the result dtype."""
-    conv, geo, xa, wa, _, _ = _prepare(kind, rank, x, weight, None, output_size, **params)
+    the dtype the gradients are computed in; last the dtype they are returned in."""
+    conv, geo, xa, wa, _, _, _ = _prepare(kind, rank, x, weight, None, output_size, **params)
     ga = as_array(grad_output, "grad_output")
     check_grad_output(geo, ga.shape)
     dtype = result_dtype(ga, xa, wa)
+    work = compute_dtype(dtype)
     gb = ga if geo.batched else ga[np.newaxis]
     if conv.channels_last:
         gb = np.moveaxis(gb, -1, 1)
-    return conv, geo, np.array(gb, dtype=dtype, copy=True), _channels_first(xa, conv, geo, dtype), wa.astype(dtype)
+    arrays = np.array(gb, dtype=work, copy=True), _channels_first(xa, conv, geo, work), wa.astype(work)
+    return (conv, geo) + arrays + (dtype,)
+
+
+def _rounded(gradients: Gradients, dtype: np.dtype) -> Gradients:
+    """Each gradient rounded once to the result dtype (half precision is computed in float32)."""
+    gi, gw, gb = (None if a is None else a.astype(dtype, copy=False) for a in gradients)
+    return gi, gw, gb
 
 
 def _input_layout(grad_x: np.ndarray, conv: ConvParams, geo: ConvGeometry) -> np.ndarray:
@@ -470,7 +484,8 @@ def _conv_transpose_backward(
     """The adjoint of the scatter form: grad_y goes back into the full output's window, then each
     input element collects grad_full[i*s + k*d] * w[k] and each tap x[i] * grad_full[i*s + k*d]."""
     want = output_mask(mask)
-    conv, geo, gy, xc, wa = _backward_arrays("conv_transpose", rank, grad_output, x, weight, output_size, **params)
+    conv, geo, gy, xc, wa, result = _backward_arrays("conv_transpose", rank, grad_output, x, weight, output_size,
+                                                     **params)
     n, g, dtype = geo.n, conv.groups, gy.dtype
     cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
     full_spatial = tuple(
@@ -497,7 +512,7 @@ def _conv_transpose_backward(
     grad_input = _input_layout(grad_x.reshape(xc.shape), conv, geo) if want[0] else None
     grad_weight = grad_w.reshape(wa.shape) if want[1] else None
     grad_bias = gy.sum(axis=(0,) + tuple(range(2, gy.ndim))) if want[2] else None
-    return grad_input, grad_weight, grad_bias
+    return _rounded((grad_input, grad_weight, grad_bias), result)
 
 
 def _conv_backward(
@@ -506,7 +521,7 @@ def _conv_backward(
     """The adjoint of the gather form: every tap sends grad_y[o] * w[k] back to xpad[o*s + k*d]
     and collects xpad[o*s + k*d] * grad_y[o]; the padding's share is dropped."""
     want = output_mask(mask)
-    conv, geo, gy, xc, wa = _backward_arrays("conv", rank, grad_output, x, weight, None, **params)
+    conv, geo, gy, xc, wa, result = _backward_arrays("conv", rank, grad_output, x, weight, None, **params)
     n, g = geo.n, conv.groups
     cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
     padded = tuple(lo + h + hi for lo, h, hi in zip(geo.pad_begin, geo.in_spatial, geo.pad_end))
@@ -530,7 +545,7 @@ def _conv_backward(
     grad_input = _input_layout(grad_x, conv, geo) if want[0] else None
     grad_weight = grad_w.reshape(wa.shape) if want[1] else None
     grad_bias = gy.sum(axis=(0,) + tuple(range(2, gy.ndim))) if want[2] else None
-    return grad_input, grad_weight, grad_bias
+    return _rounded((grad_input, grad_weight, grad_bias), result)
 
 
 _BACKWARD_DOC = """Gradients of :func:`{name}` from its definition: ``(grad_input, grad_weight, grad_bias)``.

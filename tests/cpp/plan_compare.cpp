@@ -42,12 +42,12 @@ bool same(const spx::Block& a, const spx::Block& b) {
 // Every field of ConvPlan and of its ConvProblem (a field added to either belongs here too).
 #define SPX_PLAN_FIELDS(F)                                                                                    \
   F(problem.batch) F(problem.in_channels) F(problem.groups) F(problem.in) F(problem.stride) F(problem.x)      \
-  F(problem.y) F(problem.frame) F(problem.weight_input_step) F(problem.zero_nonfinite_weights)               \
+  F(problem.y) F(problem.frame) F(problem.weight_input_step) F(problem.structural_zeros)               \
   F(problem.phases) F(problem.blocks) F(family) F(mr) F(nr) F(units.blocks) F(units.buffered)                \
   F(units.max_siblings) F(frame.col_phases) F(frame.cols_per_phase) F(frame.row_len) F(frame.plane)          \
   F(frame.rows) F(frame.elements) F(pack.chanvec) F(pack.tile_channels) F(pack.weights_first)                \
   F(pack.tiles_first) F(reduction_offsets) F(out_offsets) F(contiguous_channels) F(macs) F(threads)          \
-  F(task_rows) F(tasks_per_image) F(tasks) F(first_task) F(buffer_row) F(buffer_len)
+  F(task_rows) F(task_tiles) F(tasks_per_image) F(tasks) F(first_task) F(buffer_row) F(buffer_len)
 
 std::vector<std::string> plan_differences(const spx::ConvPlan& a, const spx::ConvPlan& b) {
   std::vector<std::string> differ;

@@ -106,6 +106,10 @@ std::vector<ConvCase> threaded_cases() {
   Geometry sub = geometry(1, 8, 4, 1, {16, 18}, {3, 3}, {}, {}, {1, 1});
   sub.factor = {2, 2};
   cases.push_back(make_case("subpixel2d r2", Op::kSubpixel, sub, true));
+  // One row per phase: the threads share the channel tiles instead of rows.
+  for (bool last : {false, true})
+    cases.push_back(make_case("conv_transpose1d k16 s8 few rows", Op::kConvTranspose,
+                              geometry(1, 16, 64, 1, {200}, {16}, {8}, {}, {4}), last));
   return cases;
 }
 

@@ -116,3 +116,62 @@ TEST_CASE(operator_nonfinite_weights_and_inputs) {
 }
 
 }  // namespace spx_test
+
+namespace spx_test {
+namespace {
+
+// x rounded to the storage type H (through float32) and H's bits read back as float32.
+template <typename H>
+std::vector<H> to_half(const std::vector<float>& values) {
+  std::vector<H> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) narrow_to(&out[i], values[i]);
+  return out;
+}
+template <typename H>
+std::vector<float> to_float(const std::vector<H>& values) {
+  std::vector<float> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = widen(values[i]);
+  return out;
+}
+
+// A half-precision operator computes the float32 operator's sums on the widened values and
+// rounds each once: bit for bit the float32 result rounded (the engine, scatter and non-finite
+// paths alike).
+template <typename H>
+void check_half_equals_rounded_float(const ConvCase& c, bool nonfinite) {
+  std::vector<float> x = grid_values<float>(input_count(c), 1), w = grid_values<float>(weight_count(c), 2);
+  const std::vector<float> b = grid_values<float>(bias_count(c), 3);
+  if (nonfinite) make_nonfinite(&x, &w);
+  const std::vector<H> xh = to_half<H>(x), wh = to_half<H>(w), bh = to_half<H>(b);
+  const std::vector<float> xf = to_float(xh), wf = to_float(wh), bf = to_float(bh);
+  for (Activation a : {Activation::kNone, Activation::kSigmoid}) {
+    const spx::ConvOperator<H> half(params_of(c), wh.data(), bh.data(), {a, 0.f});
+    const spx::ConvOperator<float> single(params_of(c), wf.data(), bf.data(), {a, 0.f});
+    for (int threads : {1, 2}) {
+      std::vector<H> y(size_t(output_count(c)));
+      half.run(c.shape, xh.data(), y.data(), threads);
+      const std::vector<H> want = to_half<H>(run_operator(single, c, xf, threads));
+      size_t differ = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        const bool both_nan = std::isnan(widen(y[i])) && std::isnan(widen(want[i]));
+        differ += !both_nan && y[i].bits != want[i].bits;
+      }
+      CHECK_MSG(differ == 0, describe(c) + ": " + std::to_string(differ) + " half results differ");
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE(operator_half_precision_equals_rounded_float) {
+  for (bool channels_last : {false, true}) {
+    for (const ConvCase& c : {transposed_k4_s2_p1(13, 11, channels_last), tiny_transposed(channels_last)}) {
+      check_half_equals_rounded_float<spx::Float16>(c, false);
+      check_half_equals_rounded_float<spx::BFloat16>(c, false);
+      check_half_equals_rounded_float<spx::Float16>(c, true);
+      check_half_equals_rounded_float<spx::BFloat16>(c, true);
+    }
+  }
+}
+
+}  // namespace spx_test

@@ -87,7 +87,7 @@ TEST_CASE(plan_twice_is_identical) {
 }
 
 TEST_CASE(plan_thread_count_changes_only_the_task_split) {
-  const std::vector<std::string> split{"threads", "task_rows", "tasks_per_image", "tasks", "first_task"};
+  const std::vector<std::string> split{"threads", "task_rows", "task_tiles", "tasks_per_image", "tasks", "first_task"};
   const ConvCase c = conv2d_threaded();
   const spx::ConvPlan one = plan_of(c, 1);
   for (int threads : {2, 3}) {
@@ -102,8 +102,71 @@ TEST_CASE(plan_thread_count_changes_only_the_task_split) {
   CHECK_EQ(plan_of(c, 3).task_rows, 4);
   CHECK(plan_of(c, 3).first_task == (I{0, 16}));
   CHECK_EQ(plan_of(c, 3).tasks, 48);
+  // A 1-D transposed convolution has one row per phase: its tasks split the channel tiles.
+  Geometry g;
+  g.batch = 1, g.in_channels = 16, g.out_channels = 64;
+  g.in = {200}, g.kernel = {16}, g.stride = {8}, g.pad = {4};
+  const ConvCase row = make_case("conv_transpose1d few rows", Op::kConvTranspose, g, false);
+  CHECK_EQ(plan_of(row, 1).task_tiles, plan_of(row, 1).pack.tiles_first[1]);  // serial: whole units
+  const spx::ConvPlan shared = plan_of(row, 2);
+  CHECK(shared.task_tiles < shared.pack.tiles_first[1]);
+  CHECK(shared.tasks >= 2 * 2);
   // Below the serial threshold a plan runs on one thread whatever is asked.
   CHECK_EQ(plan_of(conv1d_one_output_channel(), 3).threads, 1);
+}
+
+TEST_CASE(plan_trims_outputs_that_read_only_padding) {
+  // conv2d(ones(2x2), ones(1x1), padding=12000, stride=12000): 3x3 outputs, only the centre
+  // reads the input. Planned for that one output with a one-pixel frame; the rest is padding.
+  Geometry g;
+  g.in = {2, 2}, g.kernel = {1, 1}, g.stride = {12000, 12000}, g.pad = {12000, 12000};
+  const spx::ConvPlan p = plan_of(make_case("conv2d huge padding", Op::kConv, g, false), 1);
+  CHECK(p.padding_outputs.fill);
+  CHECK(p.padding_outputs.count == (spx::Extent{1, 3, 3}));
+  CHECK(p.padding_outputs.stride == (spx::Extent{1, 12000, 12000}));
+  CHECK(p.problem.phases.at(0).count == (spx::Extent{1, 1, 1}));
+  CHECK(p.problem.phases[0].out_first == (spx::Extent{0, 1, 1}));
+  CHECK(p.problem.frame.size == (spx::Extent{1, 1, 1}));
+  CHECK(p.problem.frame.pad == (spx::Extent{0, 0, 0}));
+  CHECK(p.problem.stride == (spx::Extent{1, 1, 1}));  // a single output has no neighbour
+  CHECK(!p.by_definition);
+}
+
+TEST_CASE(plan_drops_taps_that_only_read_padding) {
+  // 1-D, kernel 3 dilated by 50000 around one pixel: only the centre tap reaches it.
+  Geometry g;
+  g.in = {1}, g.kernel = {3}, g.dilation = {50000}, g.pad = {50000};
+  ConvCase c = make_case("conv1d dilated", Op::kConv, g, false);
+  const spx::ConvPlan p = plan_of(c, 1);
+  CHECK(!p.padding_outputs.fill);  // the one output reaches the input
+  CHECK_EQ(p.problem.phases.at(0).taps.size(), 1u);
+  CHECK_EQ(p.problem.phases[0].taps[0].weight_offset, 1);
+  CHECK(p.problem.frame.size == (spx::Extent{1, 1, 1}));
+  // Unless the definition multiplies that padding by non-finite weights.
+  spx::ConvProblem keep = describe_problem(c);
+  keep.keep_padding_taps = true;
+  CHECK_EQ(spx::plan_conv(keep, kTiles, 1).problem.phases.at(0).taps.size(), 3u);
+}
+
+TEST_CASE(plan_leaves_ordinary_problems_as_described) {
+  for (const ConvCase& c : assorted_cases()) {
+    const spx::ConvProblem described = describe_problem(c);
+    const spx::ConvPlan p = plan_of(c, 1);
+    CHECK_MSG(!p.padding_outputs.fill && !p.by_definition, describe(c));
+    CHECK_MSG(p.problem.frame.size == described.frame.size && p.problem.frame.pad == described.frame.pad, describe(c));
+    for (size_t ph = 0; ph < described.phases.size(); ++ph)
+      CHECK_MSG(p.problem.phases[ph].taps.size() == described.phases[ph].taps.size(), describe(c));
+  }
+}
+
+TEST_CASE(plan_sums_by_definition_when_reads_are_too_sparse) {
+  // Two outputs 2**60 apart, each reaching the one input pixel through another tap: a frame
+  // would span 2**61 elements.
+  Geometry g;
+  g.in = {1}, g.kernel = {2}, g.stride = {int64_t(1) << 60}, g.dilation = {int64_t(1) << 60}, g.pad = {int64_t(1) << 60};
+  const spx::ConvPlan p = plan_of(make_case("conv1d sparse", Op::kConv, g, false), 2);
+  CHECK(p.by_definition);
+  CHECK(p.problem.phases.at(0).count == (spx::Extent{1, 1, 2}));
 }
 
 TEST_CASE(plan_sizes_1d_rowvec1) {
@@ -153,7 +216,9 @@ TEST_CASE(plan_sizes_2d_chanvec) {
   CHECK_EQ(p.macs, 6 * 7 * 32 * 16 * 9);
   CHECK_EQ(p.threads, 2);
   CHECK_EQ(p.buffer_len, 0);
-  CHECK(p.first_task == (I{0, 6}));
+  // 6 rows are too few tasks for 2 threads: each of the 2 channel tiles is a task of its own.
+  CHECK_EQ(p.task_tiles, 1);
+  CHECK(p.first_task == (I{0, 12}));
 }
 
 TEST_CASE(plan_sizes_3d_buffered_rowvec) {
