@@ -300,3 +300,18 @@ def test_bias_gradient_of_a_large_tensor_on_several_threads() -> None:
         assert np.array_equal(one, two)
         exact = gy.astype(np.float64).sum(axis=(0, 2, 3) if layout == "NCHW" else (0, 1, 2))
         np.testing.assert_allclose(one, exact, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["conv_transpose", "conv"])
+def test_half_precision_is_computed_in_float32_and_rounded_once(kind: str) -> None:
+    rng = np.random.default_rng(13)
+    x, w, _ = nd_conv_inputs(rng, n=2, c_in=4, c_out=6, spatial=(9, 8), kernel=(3, 3), kind=kind, dtype=np.float16,
+                             bias=False)
+    forward, backward, ref_backward = _forward_and_backward(kind, 2)
+    gy = _grad_output(rng, forward, x, w, np.float16, stride=2, padding=1)
+    got = backward(gy, x, w, stride=2, padding=1)
+    exact = ref_backward(*(a.astype(np.float64) for a in (gy, x, w)), stride=2, padding=1)
+    for g, e in zip(got, exact):
+        assert g.dtype == np.float16
+        # float32 accumulation, one rounding to float16: within a float16 ulp of the exact value
+        np.testing.assert_allclose(g.astype(np.float64), e, rtol=2**-10, atol=2**-10 * np.abs(e).max())
