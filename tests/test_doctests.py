@@ -20,7 +20,7 @@ MODULES = ["subpixel_ext"] + sorted(
 # Modules whose docstrings have examples: a doctest run that finds none there is a failure.
 WITH_EXAMPLES = {"subpixel_ext._api", "subpixel_ext._layers", "subpixel_ext._weights", "subpixel_ext.conventions"}
 # Modules of an optional extra: skipped (with the reason) where the extra is not installed.
-EXTRAS = {"subpixel_ext.dask": "dask"}
+EXTRAS = {"subpixel_ext.dask": "dask", "subpixel_ext.torch": "torch"}
 
 
 def test_modules_with_examples_exist() -> None:

@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -266,7 +266,25 @@ def _every_public_call(seed: int) -> List[Tuple[str, Callable[[], Any]]]:
     w3s, b3 = random_array(rng, (16, 4, 3, 3, 3), np.float32), random_array(rng, (2,), np.float32)
     # Layers shared by every worker: one object called from 8 threads at once.
     layers = _SHARED_LAYERS
+
+    def grad_of(y: np.ndarray) -> np.ndarray:
+        return random_array(rng, y.shape, y.dtype)
+
+    g2t, g2c = grad_of(spx.conv_transpose2d(x, wt, stride=2, padding=1)), grad_of(spx.conv2d(x64, wc, padding="same"))
+    g1t, g1c = grad_of(spx.conv_transpose1d(x1, w1t, stride=3)), grad_of(spx.conv1d(x1, w1c, stride=2))
+    g3t = grad_of(spx.conv_transpose3d(x3, w3t, stride=(1, 2, 3), padding=1))
+    g3c = grad_of(spx.conv3d(x3, w3c, padding=1, dilation=(1, 2, 1)))
     return [
+        ("conv_transpose2d_backward", lambda: _flat(spx.conv_transpose2d_backward(g2t, x, wt, stride=2, padding=1,
+                                                                                  num_threads=2))),
+        ("conv2d_backward", lambda: _flat(spx.conv2d_backward(g2c, x64, wc, padding="same"))),
+        ("conv_transpose1d_backward", lambda: _flat(spx.conv_transpose1d_backward(g1t, x1, w1t, stride=3,
+                                                                                  num_threads=2))),
+        ("conv1d_backward", lambda: _flat(spx.conv1d_backward(g1c, x1, w1c, stride=2, output_mask=(True, True, False)))),
+        ("conv_transpose3d_backward", lambda: _flat(spx.conv_transpose3d_backward(
+            g3t, x3, w3t, stride=(1, 2, 3), padding=1, method="direct"))),
+        ("conv3d_backward", lambda: _flat(spx.conv3d_backward(g3c, x3, w3c, padding=1, dilation=(1, 2, 1),
+                                                              num_threads=2))),
         ("conv_transpose2d", lambda: spx.conv_transpose2d(x, wt, bt, stride=2, padding=1, num_threads=2)),
         ("conv_transpose2d", lambda: spx.conv_transpose2d(x64, wt, None, stride=(2, 3), dilation=2, method="direct", num_threads=1)),
         ("conv_transpose2d", lambda: spx.conv_transpose2d(x, wt, bt, stride=2, padding=1, out=out).copy()),
@@ -324,6 +342,11 @@ _SHARED_LAYERS: Dict[str, Any] = {
     "SubPixelConv2d": spx.SubPixelConv2d(random_array(_r, (12, 4, 3, 3)), 2, padding=1, activation="relu6"),
     "SubPixelConv3d": spx.SubPixelConv3d(random_array(_r, (8, 4, 1, 3, 3), np.float32), (1, 2, 2), padding=(0, 1, 1)),
 }
+
+
+def _flat(gradients: Tuple[Optional[np.ndarray], ...]) -> np.ndarray:
+    """A backward op's gradients as one array (the masked ones left out)."""
+    return np.concatenate([g.ravel() for g in gradients if g is not None])
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -31,3 +31,5 @@ def test_readme_examples_run() -> None:
     assert namespace["audio"].shape == (1, 256, 800)
     assert namespace["up"].shape == (1, 32, 32, 32, 32)
     assert [o.shape for o in namespace["outputs"]] == [(1, 32, 120, 160)] * 3
+    assert len(namespace["losses"]) == 5 and namespace["losses"][-1] < namespace["losses"][0]
+    assert namespace["grad_w"].shape == (8, 4, 4, 4) and namespace["grad_x"].shape == (2, 8, 16, 16)

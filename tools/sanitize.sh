@@ -131,12 +131,14 @@ if [[ -n "${SPX_SANITIZE_TESTS:-}" ]]; then
 else
   # Everything except the benchmark tests (timings mean nothing under ASan, and they are slow)
   # and the tests whose subject is another framework or the oracle (TensorFlow, JAX, ONNX
-  # Runtime, Dask clusters, PyTorch comparisons of the oracle: no native path of ours that the
-  # rest do not exercise, and foreign runtimes under an LD_PRELOADed ASan).
+  # Runtime, Dask clusters, PyTorch comparisons of the oracle, the PyTorch integration and its
+  # torch.compile: no native path of ours that the rest (test_backward.py for the gradients) do
+  # not exercise, and foreign runtimes under an LD_PRELOADed ASan).
   tests=()
   for f in "$ROOT"/tests/test_*.py; do
     case "$(basename "$f")" in
-      test_bench*.py | test_conventions.py | test_dask.py | test_reference.py | test_torch_nd.py) ;;
+      test_bench*.py | test_conventions.py | test_dask.py | test_reference.py | test_torch_nd.py | \
+      test_torch_training.py) ;;
       *) tests+=("tests/$(basename "$f")") ;;
     esac
   done

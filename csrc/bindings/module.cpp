@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m, pybind11::mod_gil_not_used()) {
   spx_bind::register_conv(m);
   spx_bind::register_shuffle(m);
   spx_bind::register_config(m);
+  spx_bind::register_backward(m);
 }

@@ -22,6 +22,14 @@ from ._api import (
     subpixel_conv3d,
     zero_insert,
 )
+from ._backward import (
+    conv1d_backward,
+    conv2d_backward,
+    conv3d_backward,
+    conv_transpose1d_backward,
+    conv_transpose2d_backward,
+    conv_transpose3d_backward,
+)
 from ._config import get_num_threads, set_num_threads, show_config
 from ._layers import (
     Conv1d,
@@ -51,11 +59,17 @@ __all__ = [
     "SubPixelConv2d",
     "SubPixelConv3d",
     "conv1d",
+    "conv1d_backward",
     "conv2d",
+    "conv2d_backward",
     "conv3d",
+    "conv3d_backward",
     "conv_transpose1d",
+    "conv_transpose1d_backward",
     "conv_transpose2d",
+    "conv_transpose2d_backward",
     "conv_transpose3d",
+    "conv_transpose3d_backward",
     "deconv_weight",
     "get_num_threads",
     "pixel_shuffle",

@@ -275,8 +275,31 @@ class SubpixelConv:
         """
         As bind, without the weights: __call__(x, weight, bias, out, threads) computes with the weights it is given (of this operator's shapes), or returns None.
         """
+def bias_grad(
+    grad_y: numpy.typing.NDArray[typing.Any],
+    grad_bias: numpy.typing.NDArray[typing.Any],
+    channels_last: bool,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    grad_bias = grad_y summed over the batch and the pixels, per channel.
+    """
 def config() -> dict[typing.Any, typing.Any]:
     ...
+def conv_weight_grad(
+    x: numpy.typing.NDArray[typing.Any],
+    grad_y: numpy.typing.NDArray[typing.Any],
+    grad_weight: numpy.typing.NDArray[typing.Any],
+    stride: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    dilation: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    pad_begin: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex],
+    groups: typing.SupportsInt | typing.SupportsIndex,
+    channels_last: bool,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> None:
+    """
+    grad_weight = the weight gradient of grad_y = conv(x, w) with that stride, dilation and zero padding at the start (deterministic for any thread count).
+    """
 def fma_peak_gflops(
     threads: typing.SupportsInt | typing.SupportsIndex = 1,
     seconds: typing.SupportsFloat | typing.SupportsIndex = 0.2,

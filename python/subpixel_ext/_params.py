@@ -610,6 +610,22 @@ def conv_geometry(
     )
 
 
+def check_grad_output(geometry: ConvGeometry, grad_output_shape: Tuple[int, ...]) -> None:
+    """A backward op's grad_output must have the shape its forward op returns for x."""
+    if tuple(grad_output_shape) != geometry.out_shape:
+        raise ValueError(
+            f"grad_output must have the forward result's shape {geometry.out_shape}, got {tuple(grad_output_shape)}"
+        )
+
+
+def output_mask(value: object) -> Tuple[bool, bool, bool]:
+    """Which of (grad_input, grad_weight, grad_bias) a backward op computes."""
+    items = list(value) if _is_sequence(value) else None  # type: ignore[call-overload]
+    if items is None or len(items) != 3 or not all(isinstance(v, (bool, np.bool_)) for v in items):
+        raise ValueError(f"output_mask must be a sequence of 3 bools (grad_input, grad_weight, grad_bias), got {value!r}")
+    return bool(items[0]), bool(items[1]), bool(items[2])
+
+
 # ----------------------------------------------------------------------------- data movement
 
 

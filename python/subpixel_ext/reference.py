@@ -36,10 +36,12 @@ from ._params import (
     ConvParams,
     activation_spec,
     as_array,
+    check_grad_output,
     compute_dtype,
     conv_geometry,
     conv_params,
     data_dtype,
+    output_mask,
     result_dtype,
     shuffle_spec,
     split_kernel_spec,
@@ -61,6 +63,12 @@ __all__ = [
     "pixel_unshuffle",
     "zero_insert",
     "split_kernel",
+    "conv_transpose1d_backward",
+    "conv_transpose2d_backward",
+    "conv_transpose3d_backward",
+    "conv1d_backward",
+    "conv2d_backward",
+    "conv3d_backward",
 ]
 
 # ..., the result's dtype and the one it is computed in.
@@ -431,3 +439,159 @@ def split_kernel(kernel: ArrayLike, stride: IntOrTuple) -> np.ndarray:
     for index, phase in enumerate(itertools.product(*(range(s) for s in strides))):
         out[index] = padded[(Ellipsis,) + tuple(slice(p, None, s) for p, s in zip(phase, strides))]
     return out
+
+
+# ----------------------------------------------------------------------------- backward
+
+Gradients = Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]
+
+
+def _backward_arrays(
+    kind: str, rank: int, grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike,
+    output_size: Optional[OutputSize], **params: object,
+) -> Tuple[ConvParams, ConvGeometry, np.ndarray, np.ndarray, np.ndarray, np.dtype]:
+    """Checked parameters and geometry, then grad_output and x channels first, and the weight, in
+    the dtype the gradients are computed in; last the dtype they are returned in."""
+    conv, geo, xa, wa, _, _, _ = _prepare(kind, rank, x, weight, None, output_size, **params)
+    ga = as_array(grad_output, "grad_output")
+    check_grad_output(geo, ga.shape)
+    dtype = result_dtype(ga, xa, wa)
+    work = compute_dtype(dtype)
+    gb = ga if geo.batched else ga[np.newaxis]
+    if conv.channels_last:
+        gb = np.moveaxis(gb, -1, 1)
+    arrays = np.array(gb, dtype=work, copy=True), _channels_first(xa, conv, geo, work), wa.astype(work)
+    return (conv, geo) + arrays + (dtype,)
+
+
+def _rounded(gradients: Gradients, dtype: np.dtype) -> Gradients:
+    """Each gradient rounded once to the result dtype (half precision is computed in float32)."""
+    gi, gw, gb = (None if a is None else a.astype(dtype, copy=False) for a in gradients)
+    return gi, gw, gb
+
+
+def _input_layout(grad_x: np.ndarray, conv: ConvParams, geo: ConvGeometry) -> np.ndarray:
+    """(N, C, *spatial) back to x's layout and batchedness."""
+    if conv.channels_last:
+        grad_x = np.moveaxis(grad_x, 1, -1)
+    return np.array(grad_x if geo.batched else grad_x[0], order="C", copy=True)
+
+
+def _conv_transpose_backward(
+    rank: int, grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, output_size: Optional[OutputSize],
+    mask: object, **params: object,
+) -> Gradients:
+    """The adjoint of the scatter form: grad_y goes back into the full output's window, then each
+    input element collects grad_full[i*s + k*d] * w[k] and each tap x[i] * grad_full[i*s + k*d]."""
+    want = output_mask(mask)
+    conv, geo, gy, xc, wa, result = _backward_arrays("conv_transpose", rank, grad_output, x, weight, output_size,
+                                                     **params)
+    n, g, dtype = geo.n, conv.groups, gy.dtype
+    cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
+    full_spatial = tuple(
+        (h - 1) * s + k_eff for h, s, k_eff in zip(geo.in_spatial, conv.stride, conv.effective_kernel)
+    )
+    full = np.zeros((n, conv.out_channels) + full_spatial, dtype=dtype)
+    keep = tuple(max(0, min(out, size - top)) for out, size, top in zip(geo.out_spatial, full_spatial, geo.pad_begin))
+    full[(slice(None),) * 2 + tuple(slice(top, top + k) for top, k in zip(geo.pad_begin, keep))] = \
+        gy[(slice(None),) * 2 + tuple(slice(0, k) for k in keep)]
+    full = full.reshape((n, g, cout_g) + full_spatial)
+    xg = xc.reshape((n, g, cin_g) + geo.in_spatial)
+    wg = wa.reshape((g, cin_g, cout_g) + conv.kernel)
+    grad_x = np.zeros_like(xg)
+    grad_w = np.zeros_like(wg)
+    pixels = "xyz"[:rank]
+    for tap in _taps(conv.kernel):
+        window = tuple(
+            slice(k * d, k * d + (h - 1) * s + 1, s)
+            for k, d, h, s in zip(tap, conv.dilation, geo.in_spatial, conv.stride)
+        )
+        reached = full[(slice(None),) * 3 + window]  # grad_full at every i*s + k*d
+        grad_x += np.einsum("ngo...,gio->ngi...", reached, wg[(Ellipsis,) + tap])
+        grad_w[(Ellipsis,) + tap] = np.einsum(f"ngi{pixels},ngo{pixels}->gio", xg, reached)
+    grad_input = _input_layout(grad_x.reshape(xc.shape), conv, geo) if want[0] else None
+    grad_weight = grad_w.reshape(wa.shape) if want[1] else None
+    grad_bias = gy.sum(axis=(0,) + tuple(range(2, gy.ndim))) if want[2] else None
+    return _rounded((grad_input, grad_weight, grad_bias), result)
+
+
+def _conv_backward(
+    rank: int, grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, mask: object, **params: object,
+) -> Gradients:
+    """The adjoint of the gather form: every tap sends grad_y[o] * w[k] back to xpad[o*s + k*d]
+    and collects xpad[o*s + k*d] * grad_y[o]; the padding's share is dropped."""
+    want = output_mask(mask)
+    conv, geo, gy, xc, wa, result = _backward_arrays("conv", rank, grad_output, x, weight, None, **params)
+    n, g = geo.n, conv.groups
+    cin_g, cout_g = conv.in_channels // g, conv.out_channels // g
+    padded = tuple(lo + h + hi for lo, h, hi in zip(geo.pad_begin, geo.in_spatial, geo.pad_end))
+    inner = tuple(slice(lo, lo + h) for lo, h in zip(geo.pad_begin, geo.in_spatial))
+    xp = np.zeros((n, conv.in_channels) + padded, dtype=gy.dtype)
+    xp[(slice(None),) * 2 + inner] = xc
+    xp = xp.reshape((n, g, cin_g) + padded)
+    gyg = gy.reshape((n, g, cout_g) + geo.out_spatial)
+    wg = wa.reshape((g, cout_g, cin_g) + conv.kernel)
+    grad_xp = np.zeros_like(xp)
+    grad_w = np.zeros_like(wg)
+    pixels = "xyz"[:rank]
+    for tap in _taps(conv.kernel):
+        window = (slice(None),) * 3 + tuple(
+            slice(k * d, k * d + (out - 1) * s + 1, s)
+            for k, d, out, s in zip(tap, conv.dilation, geo.out_spatial, conv.stride)
+        )
+        grad_xp[window] += np.einsum("ngo...,goi->ngi...", gyg, wg[(Ellipsis,) + tap])
+        grad_w[(Ellipsis,) + tap] = np.einsum(f"ngi{pixels},ngo{pixels}->goi", xp[window], gyg)
+    grad_x = grad_xp.reshape((n, conv.in_channels) + padded)[(slice(None),) * 2 + inner]
+    grad_input = _input_layout(grad_x, conv, geo) if want[0] else None
+    grad_weight = grad_w.reshape(wa.shape) if want[1] else None
+    grad_bias = gy.sum(axis=(0,) + tuple(range(2, gy.ndim))) if want[2] else None
+    return _rounded((grad_input, grad_weight, grad_bias), result)
+
+
+_BACKWARD_DOC = """Gradients of :func:`{name}` from its definition: ``(grad_input, grad_weight, grad_bias)``.
+
+    ``grad_output`` has the forward result's shape (layout and batchedness of x); the other
+    arguments are the forward call's (the bias is not needed). ``output_mask`` says which of the
+    three to compute; the others are None. grad_bias is grad_output summed over batch and pixels.
+    """
+
+
+def _transposed_backward(rank: int):  # type: ignore[no-untyped-def]
+    def backward(
+        grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, stride: IntOrTuple = 1, padding: Padding = 0,
+        output_padding: IntOrTuple = 0, groups: int = 1, dilation: IntOrTuple = 1, *,
+        output_size: Optional[OutputSize] = None, layout: Optional[Layout] = None,
+        output_mask: Sequence[bool] = (True, True, True),
+    ) -> Gradients:
+        return _conv_transpose_backward(
+            rank, grad_output, x, weight, output_size, output_mask, stride=stride, padding=padding,
+            output_padding=output_padding, groups=groups, dilation=dilation, layout=layout,
+        )
+
+    backward.__name__ = backward.__qualname__ = f"conv_transpose{rank}d_backward"
+    backward.__doc__ = _BACKWARD_DOC.format(name=f"conv_transpose{rank}d")
+    return backward
+
+
+def _correlation_backward(rank: int):  # type: ignore[no-untyped-def]
+    def backward(
+        grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, stride: IntOrTuple = 1, padding: Padding = 0,
+        dilation: IntOrTuple = 1, groups: int = 1, *, layout: Optional[Layout] = None,
+        output_mask: Sequence[bool] = (True, True, True),
+    ) -> Gradients:
+        return _conv_backward(
+            rank, grad_output, x, weight, output_mask, stride=stride, padding=padding, dilation=dilation,
+            groups=groups, layout=layout,
+        )
+
+    backward.__name__ = backward.__qualname__ = f"conv{rank}d_backward"
+    backward.__doc__ = _BACKWARD_DOC.format(name=f"conv{rank}d")
+    return backward
+
+
+conv_transpose1d_backward = _transposed_backward(1)
+conv_transpose2d_backward = _transposed_backward(2)
+conv_transpose3d_backward = _transposed_backward(3)
+conv1d_backward = _correlation_backward(1)
+conv2d_backward = _correlation_backward(2)
+conv3d_backward = _correlation_backward(3)
