@@ -57,6 +57,9 @@ void for_each_input(const S* src, int64_t stride, int64_t n, Put put) {
   }
 }
 
+// Pixels a chanvec tile may hold (the largest MR of any instruction set's table).
+constexpr size_t kMaxTilePixels = 32;
+
 // Columns per block when a channel-major input is transposed into a channels-last frame.
 constexpr int64_t kTransposeColumns = 16;
 
@@ -193,9 +196,10 @@ struct TaskContext {
   const std::atomic<bool>* stop;           // polled between rows (see stop_flag)
 };
 
-// One output row of block b, channel tile `tile`, with the chanvec kernel.
+// Rows [i0, i1) of block b, channel tile `tile`, with the chanvec kernel: the rows' pixels in
+// order, MR at a time (a tile may span rows, so rows narrower than MR fill whole tiles).
 template <typename S, typename T>
-void chanvec_row(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int64_t i) {
+void chanvec_rows(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int64_t i0, int64_t i1) {
   const ConvPlan& plan = cx.plan;
   const ConvProblem& p = plan.problem;
   const Block& blk = p.blocks[b];
@@ -205,22 +209,34 @@ void chanvec_row(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int64
   ChanvecArgs<T, S> a;
   a.taps = ph.taps.size();
   a.channels = static_cast<size_t>(cg_in);
-  a.x_pixel_stride = static_cast<ptrdiff_t>(p.stride[2] * p.in_channels);
   a.tap_offsets = plan.reduction_offsets[blk.phase].data();
   a.y_channels_contiguous = plan.contiguous_channels[b] != 0;
-  a.y_pixel_stride = static_cast<ptrdiff_t>(ph.out_step[2] * p.y.spatial[2]);
   a.nr_valid = static_cast<size_t>(std::min(tile_ch, channels - tile * tile_ch));
   a.w = cx.packed.weights.data() + plan.pack.weights_first[b] + tile * static_cast<int64_t>(a.taps) * cg_in * tile_ch;
   a.bias = cx.packed.bias.data() + (plan.pack.tiles_first[b] + tile) * tile_ch;
   a.y_channel_offsets = plan.out_offsets[b].data() + tile * tile_ch;
   a.epilogue = cx.epilogue;
-  const T* x_row = cx.frame + n * plan.frame.plane + frame_row(plan, ph, i) + blk.group * cg_in;
-  S* y_row = cx.y + n * p.y.n + output_row(p, ph, i);
-  const int64_t mr = static_cast<int64_t>(plan.mr);
-  for (int64_t j0 = 0; j0 < ph.cols(); j0 += mr) {
-    a.mr_valid = static_cast<size_t>(std::min(mr, ph.cols() - j0));
-    a.x = x_row + j0 * p.stride[2] * p.in_channels;
-    a.y = y_row + j0 * a.y_pixel_stride;
+  a.x = cx.frame + n * plan.frame.plane + blk.group * cg_in;
+  a.y = cx.y + n * p.y.n;
+  const int64_t x_step = p.stride[2] * p.in_channels, y_step = ph.out_step[2] * p.y.spatial[2];
+  ptrdiff_t x_offsets[kMaxTilePixels], y_offsets[kMaxTilePixels];
+  a.x_pixel_offsets = x_offsets;
+  a.y_pixel_offsets = y_offsets;
+  size_t filled = 0;
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t x_row = frame_row(plan, ph, i), y_row = output_row(p, ph, i);
+    for (int64_t j = 0; j < ph.cols(); ++j) {
+      x_offsets[filled] = static_cast<ptrdiff_t>(x_row + j * x_step);
+      y_offsets[filled] = static_cast<ptrdiff_t>(y_row + j * y_step);
+      if (++filled == plan.mr) {
+        a.mr_valid = filled;
+        cx.kernels.chanvec(a);
+        filled = 0;
+      }
+    }
+  }
+  if (filled) {
+    a.mr_valid = filled;
     cx.kernels.chanvec(a);
   }
 }
@@ -283,7 +299,8 @@ template <typename S, typename T>
 void run_task(TaskContext<S, T>& cx, int64_t task) {
   const ConvPlan& plan = cx.plan;
   const ConvProblem& p = plan.problem;
-  const int64_t n = task / plan.tasks_per_image, in_image = task % plan.tasks_per_image;
+  const int64_t n0 = task / plan.tasks_per_image * plan.task_images, in_image = task % plan.tasks_per_image;
+  const int64_t n1 = std::min(n0 + plan.task_images, p.batch);
   const size_t u = static_cast<size_t>(std::upper_bound(plan.first_task.begin(), plan.first_task.end(), in_image) -
                                        plan.first_task.begin() - 1);
   const std::vector<size_t>& unit = plan.units.blocks[u];
@@ -294,14 +311,17 @@ void run_task(TaskContext<S, T>& cx, int64_t task) {
   const int64_t tiles = plan.pack.tiles_first[unit[0] + 1] - plan.pack.tiles_first[unit[0]];
   const int64_t t0 = (local / row_chunks) * plan.task_tiles, t1 = std::min(t0 + plan.task_tiles, tiles);
   for (int64_t tile = t0; tile < t1; ++tile)
-    for (int64_t i = i0; i < i1; ++i) {
-      if (cx.stop->load(std::memory_order_relaxed)) return;
+    for (int64_t n = n0; n < n1; ++n) {
       if (plan.family == Family::kChanvec) {
-        chanvec_row(cx, n, unit[0], tile, i);
+        if (cx.stop->load(std::memory_order_relaxed)) return;
+        chanvec_rows(cx, n, unit[0], tile, i0, i1);
         continue;
       }
-      for (size_t sib = 0; sib < unit.size(); ++sib) rowvec_row(cx, n, unit[sib], tile, i, int64_t(sib), buffered);
-      if (buffered) interleave_siblings(cx, n, u, tile, i);
+      for (int64_t i = i0; i < i1; ++i) {
+        if (cx.stop->load(std::memory_order_relaxed)) return;
+        for (size_t sib = 0; sib < unit.size(); ++sib) rowvec_row(cx, n, unit[sib], tile, i, int64_t(sib), buffered);
+        if (buffered) interleave_siblings(cx, n, u, tile, i);
+      }
     }
 }
 

@@ -268,10 +268,11 @@ void split_tasks(ConvPlan* plan, int threads) {
   const ConvProblem& p = plan->problem;
   const Units& units = plan->units;
   plan->threads = plan->macs < kSerialMacs ? 1 : threads;
-  int64_t all_rows = 0, max_cols = 0, max_tiles = 1;
+  int64_t all_rows = 0, max_rows = 1, max_cols = 0, max_tiles = 1;
   for (size_t u = 0; u < units.blocks.size(); ++u) {
     const Phase& ph = p.phases[p.blocks[units.blocks[u][0]].phase];
     all_rows = checked_add(all_rows, ph.rows(), "work");
+    max_rows = std::max(max_rows, ph.rows());
     max_tiles = std::max(max_tiles, unit_tiles(*plan, u));
     for (size_t b : units.blocks[u]) max_cols = std::max(max_cols, p.phases[p.blocks[b].phase].cols());
   }
@@ -279,13 +280,15 @@ void split_tasks(ConvPlan* plan, int threads) {
   plan->task_rows = std::max<int64_t>(1, row_tasks / wanted);
   plan->task_tiles = max_tiles;
   if (plan->threads > 1 && row_tasks < wanted) plan->task_tiles = ceil_div(max_tiles, ceil_div(wanted, std::max<int64_t>(1, row_tasks)));
+  // Tasks larger than a whole unit of one image take several images instead.
+  plan->task_images = std::max<int64_t>(1, std::min(p.batch, plan->task_rows / max_rows));
   plan->first_task.assign(units.blocks.size() + 1, 0);
   for (size_t u = 0; u < units.blocks.size(); ++u) {
     const int64_t rows = p.phases[p.blocks[units.blocks[u][0]].phase].rows();
     plan->first_task[u + 1] = plan->first_task[u] + ceil_div(rows, plan->task_rows) * ceil_div(unit_tiles(*plan, u), plan->task_tiles);
   }
   plan->tasks_per_image = plan->first_task.back();
-  plan->tasks = checked_mul(p.batch, plan->tasks_per_image, "work");
+  plan->tasks = checked_mul(ceil_div(p.batch, plan->task_images), plan->tasks_per_image, "work");
   plan->buffer_row = max_cols + static_cast<int64_t>(plan->nr);
   plan->buffer_len = plan->family == Family::kChanvec
                          ? 0

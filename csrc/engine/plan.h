@@ -77,9 +77,10 @@ struct ConvPlan {
   std::vector<char> contiguous_channels;                  // per block
   int64_t macs = 0;
   int threads = 1;
-  // Tasks: up to task_rows rows and task_tiles channel tiles of one unit of one image (a
-  // unit's tasks run through its row chunks first, then its tile chunks).
-  int64_t task_rows = 1, task_tiles = 1, tasks_per_image = 0, tasks = 0;
+  // Tasks: up to task_rows rows and task_tiles channel tiles of one unit of task_images images
+  // (a unit's tasks run through its row chunks first, then its tile chunks; a task runs its
+  // images inside each tile, so small images share the tile's weights while they are in cache).
+  int64_t task_rows = 1, task_tiles = 1, task_images = 1, tasks_per_image = 0, tasks = 0;
   std::vector<int64_t> first_task;  // per unit, plus the total at the end
   int64_t buffer_row = 0, buffer_len = 0;  // per-thread row buffers of buffered units
 };

@@ -134,7 +134,7 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   // Pixels past mr_valid recompute pixel 0 so that every read stays inside the input.
   const T* xpix[MR];
   SPX_UNROLL for (int i = 0; i < MR; ++i) {
-    xpix[i] = a.x + (static_cast<size_t>(i) < a.mr_valid ? i * a.x_pixel_stride : 0);
+    xpix[i] = a.x + a.x_pixel_offsets[static_cast<size_t>(i) < a.mr_valid ? i : 0];
   }
   const T* w = a.w;
   for (size_t t = 0; t < a.taps; ++t) {
@@ -152,7 +152,7 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   const bool activated = activate_registers<V, MR * NV>(&acc[0][0], a.epilogue);
   if (activated && a.y_channels_contiguous && a.nr_valid == nr) {
     for (size_t i = 0; i < a.mr_valid; ++i) {
-      Y* yi = a.y + a.y_channel_offsets[0] + static_cast<ptrdiff_t>(i) * a.y_pixel_stride;
+      Y* yi = a.y + a.y_channel_offsets[0] + a.y_pixel_offsets[i];
       SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(yi + v * L, acc[i][v]);
     }
     return;
@@ -167,7 +167,7 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   // Channel by channel: each channel's pixels are near each other in y, the channels may not be.
   for (size_t j = 0; j < a.nr_valid; ++j) {
     Y* yj = a.y + a.y_channel_offsets[j];
-    for (size_t i = 0; i < a.mr_valid; ++i) yj[static_cast<ptrdiff_t>(i) * a.y_pixel_stride] = stored[i * nr + j];
+    for (size_t i = 0; i < a.mr_valid; ++i) yj[a.y_pixel_offsets[i]] = stored[i * nr + j];
   }
 }
 

@@ -47,15 +47,16 @@ struct ChanvecArgs {
   size_t nr_valid;              // output channels that are stored (<= NR)
   size_t taps;
   size_t channels;              // input channels per tap
-  const T* x;                   // first input channel of pixel 0 at tap offset 0
-  ptrdiff_t x_pixel_stride;     // distance between the tile's pixels in x
+  const T* x;                   // the tile's base in the frame (first input channel, tap 0)
+  const ptrdiff_t* x_pixel_offsets;  // mr_valid entries: pixel i's base, from x (pixels may
+                                     // span several output rows)
   const ptrdiff_t* tap_offsets; // taps offsets from a pixel's base
   const T* w;                   // packed weights, taps x channels x NR
   const T* bias;                // NR entries
-  Y* y;                         // output pixel 0, before the channel offset
-  const ptrdiff_t* y_channel_offsets;  // NR entries: where channel j of pixel 0 is, from y
+  Y* y;                         // the tile's base in the output
+  const ptrdiff_t* y_channel_offsets;  // NR entries: where channel j of a pixel is, from its base
   bool y_channels_contiguous;   // y_channel_offsets[j] == y_channel_offsets[0] + j
-  ptrdiff_t y_pixel_stride;
+  const ptrdiff_t* y_pixel_offsets;    // mr_valid entries: pixel i's base, from y
   Epilogue<T> epilogue;
 };
 

@@ -47,7 +47,7 @@ bool same(const spx::Block& a, const spx::Block& b) {
   F(units.max_siblings) F(frame.col_phases) F(frame.cols_per_phase) F(frame.row_len) F(frame.plane)          \
   F(frame.rows) F(frame.elements) F(pack.chanvec) F(pack.tile_channels) F(pack.weights_first)                \
   F(pack.tiles_first) F(reduction_offsets) F(out_offsets) F(contiguous_channels) F(macs) F(threads)          \
-  F(task_rows) F(task_tiles) F(tasks_per_image) F(tasks) F(first_task) F(buffer_row) F(buffer_len)
+  F(task_rows) F(task_tiles) F(task_images) F(tasks_per_image) F(tasks) F(first_task) F(buffer_row) F(buffer_len)
 
 std::vector<std::string> plan_differences(const spx::ConvPlan& a, const spx::ConvPlan& b) {
   std::vector<std::string> differ;

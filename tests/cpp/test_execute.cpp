@@ -106,6 +106,10 @@ std::vector<ConvCase> threaded_cases() {
   Geometry sub = geometry(1, 8, 4, 1, {16, 18}, {3, 3}, {}, {}, {1, 1});
   sub.factor = {2, 2};
   cases.push_back(make_case("subpixel2d r2", Op::kSubpixel, sub, true));
+  // Many small images: a task takes several images through each channel tile.
+  for (bool last : {false, true})
+    cases.push_back(make_case("conv_transpose2d batch 16 of 4x4", Op::kConvTranspose,
+                              geometry(16, 16, 24, 1, {4, 4}, {4, 4}, {2, 2}, {}, {1, 1}), last));
   // One row per phase: the threads share the channel tiles instead of rows.
   for (bool last : {false, true})
     cases.push_back(make_case("conv_transpose1d k16 s8 few rows", Op::kConvTranspose,

@@ -87,7 +87,7 @@ TEST_CASE(plan_twice_is_identical) {
 }
 
 TEST_CASE(plan_thread_count_changes_only_the_task_split) {
-  const std::vector<std::string> split{"threads", "task_rows", "task_tiles", "tasks_per_image", "tasks", "first_task"};
+  const std::vector<std::string> split{"threads", "task_rows", "task_tiles", "task_images", "tasks_per_image", "tasks", "first_task"};
   const ConvCase c = conv2d_threaded();
   const spx::ConvPlan one = plan_of(c, 1);
   for (int threads : {2, 3}) {
@@ -111,6 +111,13 @@ TEST_CASE(plan_thread_count_changes_only_the_task_split) {
   const spx::ConvPlan shared = plan_of(row, 2);
   CHECK(shared.task_tiles < shared.pack.tiles_first[1]);
   CHECK(shared.tasks >= 2 * 2);
+  // Many images of a few rows: each task takes several whole images of a unit.
+  Geometry small;
+  small.batch = 16, small.in_channels = 16, small.out_channels = 24;
+  small.in = {4, 4}, small.kernel = {4, 4}, small.stride = {2, 2}, small.pad = {1, 1};
+  const spx::ConvPlan batched = plan_of(make_case("conv_transpose2d batch 16", Op::kConvTranspose, small, true), 1);
+  CHECK(batched.task_images > 1);
+  CHECK_EQ(batched.tasks, (16 + batched.task_images - 1) / batched.task_images * batched.tasks_per_image);
   // Below the serial threshold a plan runs on one thread whatever is asked.
   CHECK_EQ(plan_of(conv1d_one_output_channel(), 3).threads, 1);
 }
