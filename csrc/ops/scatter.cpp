@@ -62,10 +62,13 @@ struct Scatter {
     T* out = y + n * ys.n + (ci / cg_in) * cg_out * ys.c;
     const T* wp = w + ci * cg_out * taps;
     const TapRange r0 = taps_in_window(i, 0), r1 = taps_in_window(i, 1), r2 = taps_in_window(i, 2);
+    // Positions are computed for taps inside the window only: outside it, tap * dilation may
+    // not even fit an int64 (a huge dilation).
+    if (r0.first == r0.end || r1.first == r1.end || r2.first == r2.end) return;
     // Locals: the stores through `out` could otherwise alias these members for the compiler.
     const int64_t channels = cg_out, y_channel = ys.c, w_channel = taps;
-    const int64_t y_step2 = s.dilation[2] * ys.spatial[2];
     const int64_t count2 = r2.end - r2.first;
+    const int64_t y_step2 = count2 > 1 ? s.dilation[2] * ys.spatial[2] : 0;
     for (int64_t k0 = r0.first; k0 < r0.end; ++k0) {
       for (int64_t k1 = r1.first; k1 < r1.end; ++k1) {
         T* o = out + (r0.origin + k0 * s.dilation[0]) * ys.spatial[0] + (r1.origin + k1 * s.dilation[1]) * ys.spatial[1] +
