@@ -859,16 +859,20 @@ x_before = x.copy()
 report = {"full": full}
 
 def interrupt_soon(delay):
+    # The signal waits for `go`: it must not land before the main thread is inside its try.
+    go = threading.Event()
     def fire():
+        go.wait()
         time.sleep(delay)
         report["sent"] = time.perf_counter()
         os.kill(os.getpid(), signal.SIGINT)
     thread = threading.Thread(target=fire)
     thread.start()
-    return thread
+    return thread, go
 
-thread = interrupt_soon(full * 0.2)
+thread, go = interrupt_soon(full * 0.2)
 try:
+    go.set()
     for _ in range(20):
         layer(x, num_threads=2)
     report["outcome"] = "finished"
@@ -881,7 +885,8 @@ report["next_call_exact"] = bool(np.array_equal(layer(x, num_threads=2), expecte
 # A Python handler that does not raise: the call must run to completion, never stop early.
 caught = []
 signal.signal(signal.SIGINT, lambda *args: caught.append(1))
-thread = interrupt_soon(full * 0.2)
+thread, go = interrupt_soon(full * 0.2)
+go.set()
 y = spx.conv2d(x, w, padding=1, num_threads=2)
 thread.join()
 report["custom_handler_exact"] = bool(np.array_equal(y, expected))
