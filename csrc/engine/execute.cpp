@@ -16,17 +16,6 @@
 namespace spx {
 namespace {
 
-template <typename S>
-const ConvKernels<compute_t<S>, S>& kernels_for();
-template <>
-const ConvKernels<float>& kernels_for<float>() { return kernels().f32; }
-template <>
-const ConvKernels<double>& kernels_for<double>() { return kernels().f64; }
-template <>
-const ConvKernels<float, Float16>& kernels_for<Float16>() { return kernels().f16; }
-template <>
-const ConvKernels<float, BFloat16>& kernels_for<BFloat16>() { return kernels().bf16; }
-
 // n contiguous input elements into the frame, widened to the compute type (half precision by
 // the dispatched ISA's conversion kernel).
 void copy_run(const float* src, float* dst, int64_t n) { std::memcpy(dst, src, sizeof(float) * size_t(n)); }

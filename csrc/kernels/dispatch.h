@@ -17,4 +17,28 @@ struct SimdInfo {
 const KernelTable& kernels();
 SimdInfo simd_info();
 
+// The table's convolution kernels for storage type S (float, double, Float16, BFloat16).
+template <typename S>
+struct StorageKernels;
+template <>
+struct StorageKernels<float> {
+  static const ConvKernels<float>& get() { return kernels().f32; }
+};
+template <>
+struct StorageKernels<double> {
+  static const ConvKernels<double>& get() { return kernels().f64; }
+};
+template <>
+struct StorageKernels<Float16> {
+  static const ConvKernels<float, Float16>& get() { return kernels().f16; }
+};
+template <>
+struct StorageKernels<BFloat16> {
+  static const ConvKernels<float, BFloat16>& get() { return kernels().bf16; }
+};
+template <typename S>
+const auto& kernels_for() {
+  return StorageKernels<S>::get();
+}
+
 }  // namespace spx

@@ -50,13 +50,6 @@ std::vector<Tap> pixel_taps(const ConvShape& s, const TensorStrides& gy) {
   return taps;
 }
 
-template <typename T>
-const ConvKernels<T>& kernels_of();
-template <>
-const ConvKernels<float>& kernels_of<float>() { return kernels().f32; }
-template <>
-const ConvKernels<double>& kernels_of<double>() { return kernels().f64; }
-
 // Frame length along axis a: every position o * stride + k * dilation the correlation reads.
 int64_t frame_length(const ConvShape& s, size_t a) {
   const int64_t span = checked_mul(s.dilation[a], s.kernel[a] - 1, "kernel");
@@ -161,7 +154,7 @@ void conv_weight_grad(const ConvShape& s, const T* x, const T* grad_y, T* grad_w
   std::vector<T> part(static_cast<size_t>(per_group));
   for (const Chunk& c : reduction_chunks(s, xs, gy)) {
     // The plan does not depend on the group; only where its data lives does.
-    const ConvPlan plan = plan_conv(describe_weight_grad(c.shape, xs, gy), tile_shapes(kernels_of<T>()), threads);
+    const ConvPlan plan = plan_conv(describe_weight_grad(c.shape, xs, gy), tile_shapes(kernels_for<T>()), threads);
     for (int64_t g = 0; g < s.groups; ++g) {
       const auto packed = pack_weights<T>(plan, grad_y + c.grad_y_offset + g * cg_out * gy.c, nullptr, plan.threads);
       execute_conv(plan, *packed, x + c.x_offset + g * cg_in * xs.c, part.data(), none);

@@ -17,17 +17,6 @@ constexpr int64_t kScatterMacs = 4096;
 // Plans and packed weights kept per operator (input shapes and weight layouts in use).
 constexpr size_t kCachedPlans = 8, kCachedPacks = 4;
 
-template <typename T>
-TileShapes tiles_for();
-template <>
-TileShapes tiles_for<float>() { return tile_shapes(kernels().f32); }
-template <>
-TileShapes tiles_for<double>() { return tile_shapes(kernels().f64); }
-template <>
-TileShapes tiles_for<Float16>() { return tile_shapes(kernels().f16); }
-template <>
-TileShapes tiles_for<BFloat16>() { return tile_shapes(kernels().bf16); }
-
 template <typename S>
 std::vector<compute_t<S>> widened(const S* values, int64_t count) {
   std::vector<compute_t<S>> out(static_cast<size_t>(count));
@@ -78,7 +67,7 @@ std::shared_ptr<const ConvPlan> ConvOperator<S>::plan(const ConvShape& s, int th
                         : params_.kind == OpKind::kSubpixel ? describe_subpixel(s, params_.factor, params_.dcr)
                                                             : describe_conv_transpose(s, params_.method);
   problem.keep_padding_taps = !problem.structural_zeros && !finite_weights_;
-  auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tiles_for<S>(), threads));
+  auto made = std::make_shared<const ConvPlan>(plan_conv(std::move(problem), tile_shapes(kernels_for<S>()), threads));
   std::lock_guard<std::mutex> lock(mutex_);
   if (plans_.size() >= kCachedPlans) plans_.erase(plans_.begin());
   plans_.emplace_back(std::move(key), made);

@@ -18,11 +18,6 @@ using spx::Activation;
 const spx::Epilogue<float> kNoActivationF{Activation::kNone, 0.f};
 
 template <typename T>
-spx::TileShapes tiles_for() {
-  return std::is_same<T, float>::value ? spx::tile_shapes(spx::kernels().f32) : spx::tile_shapes(spx::kernels().f64);
-}
-
-template <typename T>
 bool bit_identical(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(T) * a.size()) == 0;
 }
@@ -139,8 +134,8 @@ TEST_CASE(execute_reuses_packed_weights_across_input_sizes) {
       const ConvCase small_case = make_case("small", op, g, channels_last);
       g.in = {40, 24};
       const ConvCase large_case = make_case("40x24", op, g, channels_last);
-      const spx::ConvPlan small_plan = spx::plan_conv(describe_problem(small_case), tiles_for<float>(), 1);
-      const spx::ConvPlan large_plan = spx::plan_conv(describe_problem(large_case), tiles_for<float>(), 1);
+      const spx::ConvPlan small_plan = spx::plan_conv(describe_problem(small_case), spx::tile_shapes(spx::kernels_for<float>()), 1);
+      const spx::ConvPlan large_plan = spx::plan_conv(describe_problem(large_case), spx::tile_shapes(spx::kernels_for<float>()), 1);
       CHECK_MSG(spx::pack_signature(small_plan) == spx::pack_signature(large_plan), describe(large_case));
       const std::vector<float> x = random_values<float>(input_count(large_case), 1);
       const std::vector<float> w = random_values<float>(weight_count(large_case), 2);
@@ -156,7 +151,7 @@ TEST_CASE(execute_reuses_packed_weights_across_input_sizes) {
 TEST_CASE(execute_bit_identical_across_thread_counts) {
   for (const ConvCase& c : threaded_cases()) {
     for (int threads : {2, 3})
-      CHECK_MSG(spx::plan_conv(describe_problem(c), tiles_for<float>(), threads).threads == threads, describe(c));
+      CHECK_MSG(spx::plan_conv(describe_problem(c), spx::tile_shapes(spx::kernels_for<float>()), threads).threads == threads, describe(c));
     const std::vector<float> x = random_values<float>(input_count(c), 1), w = random_values<float>(weight_count(c), 2);
     const std::vector<float> b = random_values<float>(bias_count(c), 3);
     const std::vector<float> one = run_engine(c, x.data(), w.data(), b.data(), 1, kNoActivationF);
