@@ -1,6 +1,8 @@
 #include "pack.h"
 
-#include <cmath>
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
 
 #include "../ops/parallel.h"
 
@@ -21,39 +23,54 @@ std::vector<int64_t> pack_signature(const ConvPlan& plan) {
 
 namespace {
 
-// One block's panels: per tile of channels the bias, then [tap][c][lane] (both families
-// reduce in that order), zero beyond the block's channels. Filled in the weights' own memory
-// order.
+// Whether v is Inf or NaN (a bit test: cheap enough for every packed weight).
+inline bool nonfinite_value(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x7f800000u) == 0x7f800000u;
+}
+inline bool nonfinite_value(double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+}
+
+// Input channel c of one block's panels: per tile of channels, [tap][c][lane] (both families
+// reduce in that order), zero beyond the block's channels. Returns whether a non-finite weight
+// met structural zeros.
 template <typename S, typename T = compute_t<S>>
-bool pack_block(const ConvPlan& plan, size_t b, const S* weight, const S* bias, PackedWeights<T>* out) {
+bool pack_block_channel(const ConvPlan& plan, size_t b, int64_t c, const S* weight, PackedWeights<T>* out) {
   const ConvProblem& p = plan.problem;
   const PackLayout& pk = plan.pack;
   const Block& blk = p.blocks[b];
   const std::vector<Tap>& taps = p.phases[blk.phase].taps;
   const int64_t ntaps = static_cast<int64_t>(taps.size()), cg_in = p.in_channels_per_group();
   const int64_t channels = static_cast<int64_t>(blk.out_offsets.size()), tile_ch = pk.tile_channels;
-  T* w = out->weights.data() + pk.weights_first[b];
-  T* bs = out->bias.data() + pk.tiles_first[b] * tile_ch;
+  const int64_t step = blk.weight_channel_step;
   bool nonfinite = false;
   for (int64_t tile = 0; tile < pk.tiles_first[b + 1] - pk.tiles_first[b]; ++tile) {
-    for (int64_t lane = 0; lane < tile_ch; ++lane) {
-      const int64_t co = tile * tile_ch + lane;
-      *bs++ = co < channels && bias ? widen(bias[blk.bias_first + co * blk.bias_step]) : T(0);
-    }
-    for (int64_t c = 0; c < cg_in; ++c)
-      for (int64_t lane = 0; lane < tile_ch; ++lane) {
-        const int64_t co = tile * tile_ch + lane;
-        const S* src = weight + blk.weight_first + co * blk.weight_channel_step + c * p.weight_input_step;
-        for (int64_t t = 0; t < ntaps; ++t) {
-          const int64_t at = (t * cg_in + c) * tile_ch + lane;
-          const T v = co < channels ? widen(src[taps[static_cast<size_t>(t)].weight_offset]) : T(0);
-          if (p.structural_zeros && !std::isfinite(v)) nonfinite = true;
-          w[at] = v;
-        }
+    T* w = out->weights.data() + pk.weights_first[b] + (tile * ntaps * cg_in + c) * tile_ch;
+    const S* src = weight + blk.weight_first + tile * tile_ch * step + c * p.weight_input_step;
+    const int64_t valid = std::min(tile_ch, channels - tile * tile_ch);
+    for (int64_t t = 0; t < ntaps; ++t, w += cg_in * tile_ch) {
+      const S* tap = src + taps[static_cast<size_t>(t)].weight_offset;
+      for (int64_t lane = 0; lane < valid; ++lane) {
+        w[lane] = widen(tap[lane * step]);
+        nonfinite |= nonfinite_value(w[lane]);
       }
-    w += cg_in * ntaps * tile_ch;
+      std::fill(w + valid, w + tile_ch, T(0));
+    }
   }
-  return nonfinite;
+  return nonfinite && p.structural_zeros;
+}
+
+template <typename S, typename T = compute_t<S>>
+void pack_block_bias(const ConvPlan& plan, size_t b, const S* bias, PackedWeights<T>* out) {
+  const Block& blk = plan.problem.blocks[b];
+  const int64_t channels = static_cast<int64_t>(blk.out_offsets.size()), tile_ch = plan.pack.tile_channels;
+  T* bs = out->bias.data() + plan.pack.tiles_first[b] * tile_ch;
+  for (int64_t co = 0; co < (plan.pack.tiles_first[b + 1] - plan.pack.tiles_first[b]) * tile_ch; ++co)
+    bs[co] = co < channels && bias ? widen(bias[blk.bias_first + co * blk.bias_step]) : T(0);
 }
 
 }  // namespace
@@ -65,14 +82,20 @@ std::shared_ptr<const PackedWeights<compute_t<S>>> pack_weights(const ConvPlan& 
   packed->signature = pack_signature(plan);
   packed->weights.resize(static_cast<size_t>(plan.pack.weights_first.back()));
   packed->bias.resize(static_cast<size_t>(plan.pack.tiles_first.back() * plan.pack.tile_channels));
-  const int64_t blocks = static_cast<int64_t>(plan.problem.blocks.size());
-  std::vector<char> nonfinite(static_cast<size_t>(blocks), 0);
+  const size_t blocks = plan.problem.blocks.size();
+  for (size_t b = 0; b < blocks; ++b) pack_block_bias(plan, b, bias, packed.get());
+  // Threads take ranges of input channels through every block: the blocks of one input
+  // channel read the same weights (a phase's taps are spread over the whole kernel), so
+  // those stay in cache from one block to the next.
   const int nt = packed->weights.size() < (size_t(1) << 16) ? 1 : threads;
+  std::vector<char> nonfinite(static_cast<size_t>(nt), 0);
   parallel_region(nt, [&](int tid, int count) {
     int64_t begin, end;
-    split_range(blocks, tid, count, &begin, &end);
-    for (int64_t b = begin; b < end; ++b)
-      nonfinite[static_cast<size_t>(b)] = pack_block(plan, static_cast<size_t>(b), weight, bias, packed.get());
+    split_range(plan.problem.in_channels_per_group(), tid, count, &begin, &end);
+    bool found = false;
+    for (int64_t c = begin; c < end; ++c)
+      for (size_t b = 0; b < blocks; ++b) found = pack_block_channel(plan, b, c, weight, packed.get()) || found;
+    nonfinite[static_cast<size_t>(tid)] = found;
   });
   for (char f : nonfinite) packed->had_nonfinite |= f != 0;
   return packed;
