@@ -195,8 +195,8 @@ def test_non_finite_inputs_do_not_warn(method: str) -> None:
 
 @given(st.integers(1, 3).flatmap(lambda rank: nd_conv_transpose_configs(rank)), st.data())
 def test_non_finite_weights_and_inputs_land_where_the_definition_puts_them(cfg: Dict[str, Any], data: Any) -> None:
-    # The engine runs on the arrays as they are; only the outputs that come out non-finite are
-    # recomputed from the definition (padding and inserted zeros are never multiplied).
+    # The engine runs on the arrays as they are; only the outputs that come out non-finite and
+    # read padding or inserted zeros are summed again without them.
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x, w, b = nd_inputs_for(rng, cfg)
     for a, share in ((w, data.draw(st.sampled_from([0.05, 0.3, 1.0]))), (x, data.draw(st.sampled_from([0.0, 0.05])))):
@@ -213,6 +213,44 @@ def test_non_finite_weights_and_inputs_land_where_the_definition_puts_them(cfg: 
         expected = oracle_fn(x.astype(np.float64), w.astype(np.float64), None if b is None else b.astype(np.float64),
                              **cfg["kwargs"], layout=layout, activation=activation)
     assert_close(y, expected, cfg["dtype"], scale=None, what=f"{cfg} {method} {activation}")
+
+
+# Engine-sized problems (beyond the tiny scatter path), where outputs that read padding or
+# inserted zeros sit beside outputs that read only the input: the first are summed again, the
+# second kept as the engine computed them.
+ENGINE_CASES = {
+    "1-D k not a multiple of s, output_padding": (1, (3, 4, 6), (7,), dict(stride=3, padding=2, output_padding=1)),
+    "2-D groups, dilation, asymmetric padding": (
+        2, (2, 6, 4), (3, 5), dict(stride=(2, 3), padding=((1, 0), (2, 3)), groups=2, dilation=(2, 1))),
+    "2-D kernel smaller than the stride": (2, (1, 5, 5), (2, 2), dict(stride=3, padding=1)),
+    "3-D": (3, (2, 4, 3), (3, 2, 3), dict(stride=2, padding=(1, 0, 1))),
+}
+
+
+@pytest.mark.parametrize("case", list(ENGINE_CASES))
+@pytest.mark.parametrize("method", ["direct", "polyphase"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_non_finite_weights_in_engine_sized_problems(case: str, method: str, threads: int, channels_last: bool) -> None:
+    rank, (n, c_in, c_out), kernel, kwargs = ENGINE_CASES[case]
+    groups = kwargs.get("groups", 1)
+    rng = np.random.default_rng(len(case))
+    spatial = (5, 9, 12)[3 - rank:] if rank < 3 else (5, 6, 7)
+    x = random_array(rng, (n, c_in) + spatial, F64)
+    w = random_array(rng, (c_in, c_out // groups) + kernel, F64)
+    b = random_array(rng, (c_out,), F64)
+    flat = w.reshape(-1)
+    flat[rng.random(flat.size) < 0.15] = np.inf
+    flat[rng.random(flat.size) < 0.05] = -np.inf
+    x.reshape(-1)[rng.integers(x.size)] = np.nan
+    layout = "channels_last" if channels_last else "channels_first"
+    move = (lambda a: np.moveaxis(a, 1, -1).copy()) if channels_last else (lambda a: a)
+    fn = getattr(spx, f"conv_transpose{rank}d")
+    y = fn(move(x), w, b, **kwargs, method=method, layout=layout, num_threads=threads)
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = getattr(ref, f"conv_transpose{rank}d")(x, w, b, **kwargs)
+    assert_close(y, move(expected), F64, scale=None, what=f"{case} {method}")
+    assert np.isinf(y).any() and np.isfinite(y).any(), "the case should mix finite and non-finite outputs"
 
 
 @pytest.mark.parametrize("case", ["all weights NaN", "one NaN weight and one NaN input", "Inf weights"])

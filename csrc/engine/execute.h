@@ -19,4 +19,12 @@ template <typename T>
 void execute_by_definition(const ConvPlan& plan, const T* x, const T* weight, const T* bias, T* y,
                            const Epilogue<T>& epilogue);
 
+// After execute_conv with weights that had_nonfinite: every output that came out non-finite
+// and read a structural zero (outputs_without_structural_zeros; for polyphase plans only the
+// border ones) is summed again from the packed weights without those zeros, as the definition
+// has it. `out` is the problem's output size.
+template <typename T>
+void resum_structural_zero_outputs(const ConvPlan& plan, const PackedWeights<T>& packed, const T* x, T* y,
+                                   const Extent& out);
+
 }  // namespace spx

@@ -324,4 +324,24 @@ ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads) {
   return plan;
 }
 
+std::array<std::vector<char>, kMaxRank> outputs_without_structural_zeros(const ConvPlan& plan, const Extent& out) {
+  const ConvProblem& p = plan.problem;
+  std::array<std::vector<char>, kMaxRank> exact;
+  for (size_t a = 0; a < kMaxRank; ++a) {
+    exact[a].assign(static_cast<size_t>(out[a]), 1);
+    const int64_t begin = p.frame.pad[a], end = begin + (p.in[a] - 1) * p.frame.step[a];  // the input's span
+    for (const Phase& ph : p.phases) {
+      if (ph.taps.empty()) continue;
+      int64_t t_min = INT64_MAX, t_max = INT64_MIN;
+      for (const Tap& t : ph.taps) t_min = std::min(t_min, t.offset[a]), t_max = std::max(t_max, t.offset[a]);
+      for (int64_t j = 0; j < ph.count[a]; ++j) {
+        // Zero insertion puts structural zeros between any two input elements.
+        const bool inside = p.frame.step[a] == 1 && j * p.stride[a] + t_min >= begin && j * p.stride[a] + t_max <= end;
+        if (!inside) exact[a][static_cast<size_t>(ph.out_first[a] + j * ph.out_step[a])] = 0;
+      }
+    }
+  }
+  return exact;
+}
+
 }  // namespace spx

@@ -2,6 +2,7 @@
 // deterministic, so it is tested on its own and cached per input shape by the operators.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -86,5 +87,11 @@ struct ConvPlan {
 };
 
 ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads);
+
+// Per axis and output index (0 .. out[a] - 1), whether every tap the engine sums for that
+// index reads an input element, never a structural zero (padding or an inserted zero): an
+// output of indices marked on every axis is the definition's sum even for non-finite weights.
+// Outputs no phase computes (the padding outputs of PaddingOutputs, empty phases) are marked.
+std::array<std::vector<char>, kMaxRank> outputs_without_structural_zeros(const ConvPlan& plan, const Extent& out);
 
 }  // namespace spx

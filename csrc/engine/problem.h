@@ -80,8 +80,9 @@ struct ConvProblem {
   int64_t weight_input_step = 0;  // weight elements between neighbouring input channels
   // Transposed convolutions' frames hold padding and inserted zeros that their definition
   // never multiplies: a non-finite weight meeting one makes a NaN the definition does not
-  // have, so packing flags such weights and the operator recomputes the outputs that come out
-  // non-finite. Correlations multiply their zero padding by definition (false).
+  // have, so packing flags such weights and the operator sums the outputs that come out
+  // non-finite and read such a zero again without it (resum_structural_zero_outputs).
+  // Correlations multiply their zero padding by definition (false).
   bool structural_zeros = false;
   // Planning drops the taps that only ever read padding, unless the definition multiplies
   // that padding by non-finite weights (set by the operator for correlations with such weights).

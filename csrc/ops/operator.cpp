@@ -167,13 +167,14 @@ void ConvOperator<S>::run_widened(const ConvShape& s, const S* x, S* y, int thre
 
 // The engine's products with padding and inserted zeros are only zero for finite weights:
 // it runs on the arrays as they are (no activation, which could make a wrong NaN finite),
-// then the outputs that came out non-finite are recomputed from the definition.
+// then the outputs that came out non-finite and read such a zero (polyphase: the border ones
+// only) are summed again without it.
 template <typename S>
 void ConvOperator<S>::run_with_nonfinite_weights(const ConvShape& s, const ConvPlan& plan,
                                                  const PackedWeights<T>& packed, const S* x, S* y) const {
   if constexpr (std::is_same<S, T>::value) {  // half-precision storage goes through run_widened
     execute_conv(plan, packed, x, y, Epilogue<T>{Activation::kNone, T(0)});
-    recompute_nonfinite_outputs(s, x, weight_, bias_, y, plan.threads);
+    resum_structural_zero_outputs(plan, packed, x, y, s.out);
     apply_activation(y, checked_mul(checked_mul(s.batch, s.out_channels, "output"), volume(s.out), "output"), epilogue_);
   }
 }

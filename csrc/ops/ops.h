@@ -35,10 +35,6 @@ ConvProblem describe_conv_transpose(const ConvShape& s, TransposedMethod method)
 // outputs it reaches (fast for tiny problems; exact for non-finite weights).
 template <typename T>
 void scatter_transposed(const ConvShape& s, const T* x, const T* w, const T* bias, T* y);
-// Replaces every non-finite element of y, a transposed convolution computed with non-finite
-// weights meeting structural zeros (ConvProblem::structural_zeros), by its definition.
-template <typename T>
-void recompute_nonfinite_outputs(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, int threads);
 
 // Moves elements between the low-resolution tensor (batch, C*prod(factor), *spatial) and the
 // high-resolution one (batch, C, *(spatial*factor)) in either direction (unshuffle = to_low).

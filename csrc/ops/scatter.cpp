@@ -1,13 +1,9 @@
-// The transposed convolution's scatter form: the definition itself. Used for tiny problems
-// and to recompute the outputs where non-finite weights met the engine's structural zeros.
+// The transposed convolution's scatter form: the definition itself, for tiny problems.
 #include <algorithm>
 #include <array>
-#include <cmath>
-#include <utility>
 #include <vector>
 
 #include "describe.h"
-#include "parallel.h"
 
 namespace spx {
 namespace {
@@ -88,47 +84,6 @@ void for_each_pixel(const Extent& size, Fn&& fn) {
       for (int64_t c = 0; c < size[2]; ++c) fn(Extent{a, b, c});
 }
 
-// Per axis and output index o, the (kernel index, input index) pairs with
-// i*stride + k*dilation = o + crop: the taps that reach o (CSR: first[o] .. first[o + 1]).
-struct Reach {
-  std::array<std::vector<int64_t>, kMaxRank> first;
-  std::array<std::vector<std::pair<int64_t, int64_t>>, kMaxRank> taps;
-  explicit Reach(const ConvShape& s) {
-    for (size_t a = 0; a < kMaxRank; ++a) {
-      first[a].push_back(0);
-      for (int64_t o = 0; o < s.out[a]; ++o) {
-        for (int64_t k = 0; k < s.kernel[a]; ++k) {
-          const int64_t num = o + s.pad_begin[a] - k * s.dilation[a];  // within the checked geometry
-          if (num >= 0 && num % s.stride[a] == 0 && num / s.stride[a] < s.in[a]) taps[a].push_back({k, num / s.stride[a]});
-        }
-        first[a].push_back(static_cast<int64_t>(taps[a].size()));
-      }
-    }
-  }
-  const std::pair<int64_t, int64_t>* begin(size_t a, int64_t o) const { return taps[a].data() + first[a][size_t(o)]; }
-  const std::pair<int64_t, int64_t>* end(size_t a, int64_t o) const { return taps[a].data() + first[a][size_t(o) + 1]; }
-};
-
-// The definition at one output, stopping at the first NaN (no later term can change it).
-template <typename T>
-T transposed_output(const Scatter& sc, const Reach& reach, const T* x, const T* w, const T* bias, int64_t n,
-                    int64_t co, const Extent& o) {
-  const ConvShape& s = sc.s;
-  const int64_t g = co / sc.cg_out, local = co % sc.cg_out;
-  T sum = bias ? bias[co] : T(0);
-  for (int64_t ci = g * sc.cg_in; ci < (g + 1) * sc.cg_in; ++ci) {
-    const T* wc = w + (ci * sc.cg_out + local) * sc.taps;
-    for (auto r0 = reach.begin(0, o[0]); r0 != reach.end(0, o[0]); ++r0)
-      for (auto r1 = reach.begin(1, o[1]); r1 != reach.end(1, o[1]); ++r1)
-        for (auto r2 = reach.begin(2, o[2]); r2 != reach.end(2, o[2]); ++r2) {
-          sum += x[sc.x_offset(n, ci, {r0->second, r1->second, r2->second})] *
-                 wc[(r0->first * s.kernel[1] + r1->first) * s.kernel[2] + r2->first];
-          if (std::isnan(sum)) return sum;
-        }
-  }
-  return sum;
-}
-
 }  // namespace
 
 template <typename T>
@@ -147,32 +102,7 @@ void scatter_transposed(const ConvShape& s, const T* x, const T* w, const T* bia
       });
 }
 
-// Every output is the definition's value or, where a non-finite weight met a structural zero,
-// non-finite: those outputs, and only they, are recomputed. Results are exact for non-finite
-// values (IEEE sums of them do not depend on the order) and finite ones are sums of the same
-// products in another order.
-template <typename T>
-void recompute_nonfinite_outputs(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, int threads) {
-  const Scatter sc(s);
-  const Reach reach(s);
-  const int64_t rows = s.batch * s.out_channels * s.out[0] * s.out[1];
-  parallel_region(threads, [&](int tid, int count) {
-    int64_t begin, end;
-    split_range(rows, tid, count, &begin, &end);
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t o1 = r % s.out[1], o0 = (r / s.out[1]) % s.out[0];
-      const int64_t co = (r / (s.out[0] * s.out[1])) % s.out_channels, n = r / (s.out[0] * s.out[1] * s.out_channels);
-      T* row = y + n * sc.ys.n + co * sc.ys.c + o0 * sc.ys.spatial[0] + o1 * sc.ys.spatial[1];
-      for (int64_t o2 = 0; o2 < s.out[2]; ++o2)
-        if (!std::isfinite(row[o2 * sc.ys.spatial[2]]))
-          row[o2 * sc.ys.spatial[2]] = transposed_output(sc, reach, x, w, bias, n, co, {o0, o1, o2});
-    }
-  });
-}
-
 template void scatter_transposed(const ConvShape&, const float*, const float*, const float*, float*);
 template void scatter_transposed(const ConvShape&, const double*, const double*, const double*, double*);
-template void recompute_nonfinite_outputs(const ConvShape&, const float*, const float*, const float*, float*, int);
-template void recompute_nonfinite_outputs(const ConvShape&, const double*, const double*, const double*, double*, int);
 
 }  // namespace spx
