@@ -183,6 +183,7 @@ struct TaskContext {
   std::vector<ptrdiff_t> buffer_offsets;   // per tile channel, into the buffer
   std::vector<S*> sibling_rows;
   const std::atomic<bool>* stop;           // polled between rows (see stop_flag)
+  bool streaming;                          // interleaved rows go out with non-temporal stores
 };
 
 // Rows [i0, i1) of block b, channel tile `tile`, with the chanvec kernel: the rows' pixels in
@@ -277,7 +278,8 @@ void interleave_siblings(TaskContext<S, T>& cx, int64_t n, size_t u, int64_t til
     S* out = cx.y + row + ooff[c];
     for (int64_t sib = 0; sib < siblings; ++sib)
       cx.sibling_rows[size_t(sib)] = cx.buffer + cx.buffer_offsets[size_t(c)] + sib * plan.buffer_row;
-    interleave_rows(out, cx.sibling_rows.data(), full, siblings, false);
+    if (cx.streaming) interleave_rows_streaming(out, cx.sibling_rows.data(), full, siblings);
+    else interleave_rows(out, cx.sibling_rows.data(), full, siblings, false);
     // Columns of the last, partial group (phases with one more column than the last).
     for (int64_t sib = 0; sib < siblings; ++sib)
       if (p.phases[p.blocks[unit[size_t(sib)]].phase].cols() > full) out[full * siblings + sib] = cx.sibling_rows[size_t(sib)][full];
@@ -326,12 +328,13 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
   const ConvKernels<T, S>& kernels = kernels_for<S>();
   const int64_t frame_end = plan.frame.rows * plan.frame.row_len;
   const PaddingOutputs& padding = plan.padding_outputs;
+  const bool streaming = double(plan.problem.batch) * double(plan.problem.y.n) * sizeof(S) >= double(kStreamingBytes);
   const std::vector<T> padding_value = padding.fill ? padding_values(plan, packed, epilogue) : std::vector<T>();
   const int64_t padding_rows = padding.fill ? plan.problem.batch * padding.count[0] * padding.count[1] : 0;
   std::vector<TaskContext<S>> contexts;
   for (int t = 0; t < plan.threads; ++t) {
     contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {},
-                        &stop_flag()});
+                        &stop_flag(), streaming});
     contexts.back().sibling_rows.resize(static_cast<size_t>(plan.units.max_siblings));
     for (size_t i = 0; i < plan.mr; ++i)
       contexts.back().buffer_offsets.push_back(static_cast<ptrdiff_t>(int64_t(i) * plan.units.max_siblings * plan.buffer_row));

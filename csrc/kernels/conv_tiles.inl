@@ -20,7 +20,7 @@ enum { kRowvec1NV = 4 };
 // those applied per element after the tile is spilled (tanh, sigmoid). max/min take the
 // accumulator second so that NaN propagates (x86 max/min return the second operand then).
 template <class V, int N>
-bool activate_registers(typename V::vec* acc, const spx::Epilogue<typename V::scalar>& e) {
+SPX_ALWAYS_INLINE bool activate_registers(typename V::vec* acc, const spx::Epilogue<typename V::scalar>& e) {
   typedef typename V::vec Vec;
   const Vec zero = V::splat(0);
   switch (e.activation) {

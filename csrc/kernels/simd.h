@@ -15,6 +15,16 @@
 #include <arm_neon.h>
 #endif
 
+// For helpers that take the accumulators by pointer: inlined, the accumulators stay in
+// registers; called, they would be spilled to the stack and reloaded around every call.
+#if defined(__GNUC__) || defined(__clang__)
+#define SPX_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define SPX_ALWAYS_INLINE __forceinline
+#else
+#define SPX_ALWAYS_INLINE inline
+#endif
+
 #if defined(__clang__)
 #define SPX_UNROLL _Pragma("unroll")
 #elif defined(__GNUC__)

@@ -1,0 +1,40 @@
+"""Outputs of 8 MiB and more, which the native code writes with non-temporal stores where it
+writes whole rows (interleaved polyphase rows, channels-first pixel shuffles): the same values
+as the oracle, rows of any alignment, every element size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import subpixel_ext as spx
+from subpixel_ext import reference as ref
+
+from _helpers import F32, F64, assert_close, random_array
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_single_channel_transposed_convolution_with_odd_rows(dtype: np.dtype, threads: int) -> None:
+    rng = np.random.default_rng(3)
+    x = random_array(rng, (1, 1, 513, 1023), dtype)  # output rows of 2046 elements: any alignment
+    w = random_array(rng, (1, 1, 4, 4), dtype)
+    b = random_array(rng, (1,), dtype)
+    y = spx.conv_transpose2d(x, w, b, stride=2, padding=1, num_threads=threads)
+    assert y.nbytes >= 8 * MIB
+    assert_close(y, ref.conv_transpose2d(x, w, b, stride=2, padding=1), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, F32, F64, np.complex128])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_channels_first_pixel_shuffle(dtype: np.dtype, factor: int) -> None:
+    rng = np.random.default_rng(4)
+    width = 1023 if np.dtype(dtype).itemsize < 16 else 255
+    x = (rng.standard_normal((1, 2 * factor * factor, 8 * MIB // (np.dtype(dtype).itemsize * width * 2) + 1, width)) * 50)
+    x = x.astype(dtype)
+    y = spx.pixel_shuffle(x, factor)
+    assert y.nbytes >= 8 * MIB
+    np.testing.assert_array_equal(y, ref.pixel_shuffle(x, factor))
+    np.testing.assert_array_equal(spx.pixel_unshuffle(y, factor), x)
