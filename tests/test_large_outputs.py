@@ -1,6 +1,6 @@
-"""Outputs of 8 MiB and more, which the native code writes with non-temporal stores where it
-writes whole rows (interleaved polyphase rows, channels-first pixel shuffles): the same values
-as the oracle, rows of any alignment, every element size."""
+"""Outputs of 8 MiB and more, which the engine writes with non-temporal stores where it writes
+whole interleaved rows: the same values as the oracle, rows of any alignment; and large
+channels-first pixel shuffles for every element size."""
 
 from __future__ import annotations
 

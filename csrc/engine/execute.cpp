@@ -349,6 +349,7 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
     region_barrier();
     split_range(plan.tasks, tid, count, &begin, &end);
     for (int64_t task = begin; task < end; ++task) run_task(contexts[static_cast<size_t>(tid)], task);
+    if (streaming) streaming_fence();
   });
 }
 

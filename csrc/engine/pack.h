@@ -17,7 +17,7 @@ namespace spx {
 template <typename T>
 struct PackedWeights {
   std::vector<int64_t> signature;  // pack_signature() of the plans these weights serve
-  std::vector<T> weights, bias;
+  AlignedVector<T> weights, bias;
   bool had_nonfinite = false;  // non-finite weights meet structural zeros (see ConvProblem)
 };
 

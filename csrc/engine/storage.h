@@ -4,9 +4,47 @@
 // packed weights and accumulators are float32, and each output is rounded once when stored.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <vector>
+
 #include "../kernels/half.h"
 
 namespace spx {
+
+// Packed weights start on a cache line: then no vector load of a panel straddles two lines
+// (a panel row is a whole number of vectors).
+constexpr size_t kCacheLine = 64;
+
+template <typename T>
+struct CacheLineAllocator {
+  typedef T value_type;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  // A plain allocation a line longer, the block placed on a line boundary inside it and the
+  // allocation's address stored just before the block (aligned operator new measured a higher
+  // resident size over repeated large allocations).
+  T* allocate(size_t n) {
+    char* raw = static_cast<char*>(::operator new(n * sizeof(T) + kCacheLine));
+    char* block = raw + kCacheLine - reinterpret_cast<uintptr_t>(raw) % kCacheLine;  // >= raw + sizeof(void*)
+    std::memcpy(block - sizeof(void*), &raw, sizeof(void*));
+    return reinterpret_cast<T*>(block);
+  }
+  void deallocate(T* p, size_t) {
+    void* raw;
+    std::memcpy(&raw, reinterpret_cast<char*>(p) - sizeof(void*), sizeof(void*));
+    ::operator delete(raw);
+  }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
 
 template <typename S>
 struct ComputeType {

@@ -68,7 +68,8 @@ TEST_CASE(pack_rowvec_panels) {
   CHECK_EQ(packed->weights[94], 84.f);        // tile 1, tap (1, 1), c 2, lane 2: w[6, 2, 1, 1] = element 83
   CHECK_EQ(packed->weights[48 + 3], 0.f);     // tile 1, lane 3: channel 7 does not exist
   CHECK_EQ(packed->weights[95], 0.f);
-  CHECK(packed->bias == (std::vector<float>{10, 11, 12, 13, 14, 15, 16, 0}));
+  CHECK(packed->bias == (spx::AlignedVector<float>{10, 11, 12, 13, 14, 15, 16, 0}));
+  CHECK(reinterpret_cast<uintptr_t>(packed->weights.data()) % spx::kCacheLine == 0);  // no load straddles lines
   CHECK(!packed->had_nonfinite);
 }
 
@@ -85,7 +86,7 @@ TEST_CASE(pack_chanvec_panels) {
   CHECK_EQ(packed->weights[1061], 743.f);  // tile 0, tap (1, 1), c 2, lane 5: w[5, 2, 1, 1] = element 742
   CHECK_EQ(packed->weights[4595], 2880.f);  // tile 1, tap (2, 2), c 15, lane 3: w[19, 15, 2, 2] = element 2879
   CHECK_EQ(packed->weights[2304 + 4], 0.f);  // tile 1, lane 4: channel 20 does not exist
-  CHECK(packed->bias == std::vector<float>(32, 0.f));  // no bias: zeros
+  CHECK(packed->bias == spx::AlignedVector<float>(32, 0.f));  // no bias: zeros
 }
 
 TEST_CASE(pack_transposed_panels) {
