@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -107,8 +108,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, metavar="NAMES", help="comma-separated workload names to run")
     p.add_argument("--threads", default="1", help="comma-separated thread counts (default 1)")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--passes", type=int, default=1,
+                   help="sweeps of every workload and thread count; with several, the verdict is each pair's median ratio")
     p.add_argument("--json", default=None, metavar="FILE")
     return p
+
+
+def format_passes(passes: List[List[Dict[str, Any]]]) -> str:
+    """Per workload and thread count, the old/new ratio of every pass and their median."""
+    lines = [
+        f"old / new per pass (best layout of each); median over {len(passes)} passes, >= {NOT_SLOWER}: not slower",
+        f"  {'workload':<14}{'threads':>8}{'median':>8}  passes",
+    ]
+    for i, first in enumerate(passes[0]):
+        ratios = [p[i]["old_over_new"] for p in passes]
+        median = statistics.median(ratios)
+        flag = "" if median >= NOT_SLOWER else "  SLOWER"
+        lines.append(f"  {first['name']:<14}{first['threads']:>8}{median:>8.2f}  {' '.join(f'{r:.2f}' for r in ratios)}{flag}")
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -118,19 +135,25 @@ def main() -> int:
     two_d = [w for w in select_workloads(workloads, args.only) if w.dims == 2]
     start_load = load_average()
     print(f"old: {old.__file__}\nnew: {spx.__file__}\nload average {fmt(start_load, '.2f')} at start", flush=True)
-    entries = []
-    for threads in (int(t) for t in args.threads.split(",")):
-        for w in two_d:
-            entries.append(compare(w, old, threads, args.repeats))
-            print(f"{w.name} threads={threads}: old/new {entries[-1]['old_over_new']:.2f}", file=sys.stderr, flush=True)
+    passes: List[List[Dict[str, Any]]] = []
+    for number in range(args.passes):
+        entries = []
+        for threads in (int(t) for t in args.threads.split(",")):
+            for w in two_d:
+                entries.append(compare(w, old, threads, args.repeats))
+                print(f"pass {number + 1}: {w.name} threads={threads}: old/new {entries[-1]['old_over_new']:.2f}",
+                      file=sys.stderr, flush=True)
+        passes.append(entries)
+        print(format_table(entries), flush=True)
     end_load = load_average()
-    print(format_table(entries))
+    if len(passes) > 1:
+        print(format_passes(passes))
     print(f"load average {fmt(start_load, '.2f')} at start, {fmt(end_load, '.2f')} at end")
     if args.json is not None:
         report = {
             "machine": machine_info({}), "old": str(old.__file__), "new": str(spx.__file__),
             "load_average_1min": {"start": start_load, "end": end_load}, "repeats": args.repeats,
-            "notes": notes, "entries": entries,
+            "notes": notes, "passes": passes,
         }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
