@@ -1,6 +1,6 @@
 """Outputs of 8 MiB and more, which the engine writes with non-temporal stores where it writes
-whole interleaved rows: the same values as the oracle, rows of any alignment; and large
-channels-first pixel shuffles for every element size."""
+whole interleaved rows: the same values as the oracle, rows of any alignment, float16 storage
+included; and large channels-first pixel shuffles for every element size."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import subpixel_ext as spx
 from subpixel_ext import reference as ref
 
 from _helpers import F32, F64, assert_close, random_array
+from half_matrix import assert_half_close, exact_inputs, half_oracle
 
 MIB = 1 << 20
 
@@ -25,6 +26,17 @@ def test_single_channel_transposed_convolution_with_odd_rows(dtype: np.dtype, th
     y = spx.conv_transpose2d(x, w, b, stride=2, padding=1, num_threads=threads)
     assert y.nbytes >= 8 * MIB
     assert_close(y, ref.conv_transpose2d(x, w, b, stride=2, padding=1), dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float16_storage_through_the_streamed_rows(threads: int) -> None:
+    rng = np.random.default_rng(5)
+    x = exact_inputs(rng, (1, 1, 1025, 1025), np.float16)  # 8.4 MB of float16 output, rows of 4100 bytes
+    w = exact_inputs(rng, (1, 1, 4, 4), np.float16)
+    y = spx.conv_transpose2d(x, w, stride=2, padding=1, num_threads=threads)
+    assert y.nbytes >= 8 * MIB
+    expected, scale = half_oracle(ref.conv_transpose2d, x, w, stride=2, padding=1)
+    assert_half_close(y, expected, scale, np.dtype(np.float16))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float16, F32, F64, np.complex128])

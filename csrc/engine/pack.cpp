@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 
 #include "../ops/parallel.h"
 
@@ -22,18 +21,6 @@ std::vector<int64_t> pack_signature(const ConvPlan& plan) {
 }
 
 namespace {
-
-// Whether v is Inf or NaN (a bit test: cheap enough for every packed weight).
-inline bool nonfinite_value(float v) {
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  return (bits & 0x7f800000u) == 0x7f800000u;
-}
-inline bool nonfinite_value(double v) {
-  uint64_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  return (bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
-}
 
 // Input channel c of one block's panels: per tile of channels, [tap][c][lane] (both families
 // reduce in that order), zero beyond the block's channels. Returns whether a non-finite weight

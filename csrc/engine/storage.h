@@ -14,6 +14,19 @@
 
 namespace spx {
 
+// Whether v is Inf or NaN, by its exponent bits: branch-free, so loops over many values
+// vectorize (std::isfinite with an early exit does not).
+inline bool nonfinite_value(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x7f800000u) == 0x7f800000u;
+}
+inline bool nonfinite_value(double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+}
+
 // Packed weights start on a cache line: then no vector load of a panel straddles two lines
 // (a panel row is a whole number of vectors).
 constexpr size_t kCacheLine = 64;
