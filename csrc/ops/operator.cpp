@@ -30,8 +30,9 @@ template <typename S>
 bool all_finite(const S* values, int64_t count) {
   constexpr int64_t kChunk = 4096;
   for (int64_t i0 = 0; i0 < count; i0 += kChunk) {
-    bool nonfinite = false;
-    for (int64_t i = i0; i < std::min(count, i0 + kChunk); ++i) nonfinite |= nonfinite_value(widen(values[i]));
+    unsigned nonfinite = 0;  // an integer or-reduction: it vectorizes where a bool one does not
+    const int64_t end = std::min(count, i0 + kChunk);
+    for (int64_t i = i0; i < end; ++i) nonfinite |= unsigned(nonfinite_value(widen(values[i])));
     if (nonfinite) return false;
   }
   return true;
