@@ -22,11 +22,13 @@ std::vector<int64_t> pack_signature(const ConvPlan& plan) {
 
 namespace {
 
-// Input channel c of one block's panels: per tile of channels, [tap][c][lane] (both families
-// reduce in that order), zero beyond the block's channels. Returns whether a non-finite weight
-// met structural zeros.
+// Input channels [c0, c1) of one block's panels: per tile of channels, [tap][c][lane] (both
+// families reduce in that order), zero beyond the block's channels. Written in runs of
+// consecutive channels per tap, so that the panels fill whole cache lines in order. Returns whether a
+// non-finite weight met structural zeros.
 template <typename S, typename T = compute_t<S>>
-bool pack_block_channel(const ConvPlan& plan, size_t b, int64_t c, const S* weight, PackedWeights<T>* out) {
+bool pack_block_channels(const ConvPlan& plan, size_t b, int64_t c0, int64_t c1, const S* weight,
+                         PackedWeights<T>* out) {
   const ConvProblem& p = plan.problem;
   const PackLayout& pk = plan.pack;
   const Block& blk = p.blocks[b];
@@ -36,19 +38,36 @@ bool pack_block_channel(const ConvPlan& plan, size_t b, int64_t c, const S* weig
   const int64_t step = blk.weight_channel_step;
   bool nonfinite = false;
   for (int64_t tile = 0; tile < pk.tiles_first[b + 1] - pk.tiles_first[b]; ++tile) {
-    T* w = out->weights.data() + pk.weights_first[b] + (tile * ntaps * cg_in + c) * tile_ch;
-    const S* src = weight + blk.weight_first + tile * tile_ch * step + c * p.weight_input_step;
+    const S* src = weight + blk.weight_first + tile * tile_ch * step;
     const int64_t valid = std::min(tile_ch, channels - tile * tile_ch);
-    for (int64_t t = 0; t < ntaps; ++t, w += cg_in * tile_ch) {
-      const S* tap = src + taps[static_cast<size_t>(t)].weight_offset;
-      for (int64_t lane = 0; lane < valid; ++lane) {
-        w[lane] = widen(tap[lane * step]);
-        nonfinite |= nonfinite_value(w[lane]);
+    T* panel = out->weights.data() + pk.weights_first[b] + tile * ntaps * cg_in * tile_ch;
+    // Taps inside channels: a channel's weights of the tile's lanes are few cache lines that
+    // hold every tap, so they are read from L1 for all of them.
+    for (int64_t c = c0; c < c1; ++c) {
+      const S* in = src + c * p.weight_input_step;
+      for (int64_t t = 0; t < ntaps; ++t) {
+        T* w = panel + (t * cg_in + c) * tile_ch;
+        const S* tap = in + taps[static_cast<size_t>(t)].weight_offset;
+        for (int64_t lane = 0; lane < valid; ++lane) {
+          w[lane] = widen(tap[lane * step]);
+          nonfinite |= nonfinite_value(w[lane]);
+        }
+        std::fill(w + valid, w + tile_ch, T(0));
       }
-      std::fill(w + valid, w + tile_ch, T(0));
     }
   }
   return nonfinite && p.structural_zeros;
+}
+
+// Input channels per pass of pack_block_channels: the weights a pass reads for all blocks
+// (a phase's taps are spread over the whole kernel) stay in the L2 cache meanwhile.
+template <typename S>
+int64_t channels_per_pass(const ConvProblem& p) {
+  constexpr int64_t kPassBytes = int64_t(256) << 10;
+  int64_t per_channel = 1;  // weights one input channel of group 0 contributes
+  for (const Block& b : p.blocks)
+    if (b.group == 0) per_channel += static_cast<int64_t>(b.out_offsets.size() * p.phases[b.phase].taps.size());
+  return std::max<int64_t>(1, kPassBytes / (per_channel * static_cast<int64_t>(sizeof(S))));
 }
 
 template <typename S, typename T = compute_t<S>>
@@ -71,17 +90,17 @@ std::shared_ptr<const PackedWeights<compute_t<S>>> pack_weights(const ConvPlan& 
   packed->bias.resize(static_cast<size_t>(plan.pack.tiles_first.back() * plan.pack.tile_channels));
   const size_t blocks = plan.problem.blocks.size();
   for (size_t b = 0; b < blocks; ++b) pack_block_bias(plan, b, bias, packed.get());
-  // Threads take ranges of input channels through every block: the blocks of one input
-  // channel read the same weights (a phase's taps are spread over the whole kernel), so
-  // those stay in cache from one block to the next.
+  // Threads take ranges of input channels through every block, a pass at a time.
+  const int64_t pass = channels_per_pass<S>(plan.problem);
   const int nt = packed->weights.size() < (size_t(1) << 16) ? 1 : threads;
   std::vector<char> nonfinite(static_cast<size_t>(nt), 0);
   parallel_region(nt, [&](int tid, int count) {
     int64_t begin, end;
     split_range(plan.problem.in_channels_per_group(), tid, count, &begin, &end);
     bool found = false;
-    for (int64_t c = begin; c < end; ++c)
-      for (size_t b = 0; b < blocks; ++b) found = pack_block_channel(plan, b, c, weight, packed.get()) || found;
+    for (int64_t c0 = begin; c0 < end; c0 += pass)
+      for (size_t b = 0; b < blocks; ++b)
+        found = pack_block_channels(plan, b, c0, std::min(end, c0 + pass), weight, packed.get()) || found;
     nonfinite[static_cast<size_t>(tid)] = found;
   });
   for (char f : nonfinite) packed->had_nonfinite |= f != 0;

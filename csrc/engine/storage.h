@@ -51,6 +51,11 @@ struct CacheLineAllocator {
     std::memcpy(&raw, reinterpret_cast<char*>(p) - sizeof(void*), sizeof(void*));
     ::operator delete(raw);
   }
+  // resize() default-initializes: packing writes every element, so no zeroing pass first.
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
   template <typename U>
   bool operator==(const CacheLineAllocator<U>&) const { return true; }
   template <typename U>
