@@ -186,8 +186,9 @@ struct TaskContext {
   bool streaming;                          // interleaved rows go out with non-temporal stores
 };
 
-// Rows [i0, i1) of block b, channel tile `tile`, with the chanvec kernel: the rows' pixels in
-// order, MR at a time (a tile may span rows, so rows narrower than MR fill whole tiles).
+// Rows [i0, i1) of block b, channel tile `tile`, with the chanvec kernels: runs of a row's
+// pixels through the strided kernel where the table has one, the other pixels in order, MR at
+// a time (a pointer tile may span rows, so rows narrower than MR fill whole tiles).
 template <typename S, typename T>
 void chanvec_rows(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int64_t i0, int64_t i1) {
   const ConvPlan& plan = cx.plan;
@@ -212,10 +213,22 @@ void chanvec_rows(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int6
   ptrdiff_t x_offsets[kMaxTilePixels], y_offsets[kMaxTilePixels];
   a.x_pixel_offsets = x_offsets;
   a.y_pixel_offsets = y_offsets;
+  // Each row's runs of wide_mr pixels go to the strided kernel, the rest fill pointer tiles.
+  const int64_t wide_mr = static_cast<int64_t>(cx.kernels.chanvec_strided_mr);
+  ChanvecArgs<T, S> run = a;
+  run.mr_valid = static_cast<size_t>(wide_mr);
+  run.x_pixel_stride = static_cast<ptrdiff_t>(x_step);
+  run.y_pixel_stride = static_cast<ptrdiff_t>(y_step);
   size_t filled = 0;
   for (int64_t i = i0; i < i1; ++i) {
     const int64_t x_row = frame_row(plan, ph, i), y_row = output_row(p, ph, i);
-    for (int64_t j = 0; j < ph.cols(); ++j) {
+    int64_t j = 0;
+    for (; wide_mr > 0 && j + wide_mr <= ph.cols(); j += wide_mr) {
+      run.x = a.x + x_row + j * x_step;
+      run.y = a.y + y_row + j * y_step;
+      cx.kernels.chanvec_strided(run);
+    }
+    for (; j < ph.cols(); ++j) {
       x_offsets[filled] = static_cast<ptrdiff_t>(x_row + j * x_step);
       y_offsets[filled] = static_cast<ptrdiff_t>(y_row + j * y_step);
       if (++filled == plan.mr) {

@@ -57,6 +57,8 @@ struct ChanvecArgs {
   const ptrdiff_t* y_channel_offsets;  // NR entries: where channel j of a pixel is, from its base
   bool y_channels_contiguous;   // y_channel_offsets[j] == y_channel_offsets[0] + j
   const ptrdiff_t* y_pixel_offsets;    // mr_valid entries: pixel i's base, from y
+  // The strided kernel's pixels instead: pixel i's base is i * stride from x / from y.
+  ptrdiff_t x_pixel_stride, y_pixel_stride;
   Epilogue<T> epilogue;
 };
 
@@ -73,6 +75,10 @@ struct ConvKernels {
   void (*chanvec)(const ChanvecArgs<T, Y>& args);
   size_t chanvec_mr;
   size_t chanvec_nr;
+  // The same for chanvec_strided_mr evenly spaced pixels, all stored (nullptr and 0 where
+  // the instruction set has no wider tile than chanvec's).
+  void (*chanvec_strided)(const ChanvecArgs<T, Y>& args);
+  size_t chanvec_strided_mr;
 };
 
 struct KernelTable {

@@ -56,6 +56,11 @@ std::vector<ConvCase> odd_shapes() {
   add("conv2d length-1 axis", Op::kConv, geometry(1, 2, 4, 1, {1, 13}, {1, 3}, {}, {}, {0, 1}));
   add("conv2d depthwise", Op::kConv, geometry(1, 4, 4, 4, {7, 9}, {3, 3}, {}, {}, {1, 1}));
   add("conv2d 20->36 (partial tiles)", Op::kConv, geometry(1, 20, 36, 1, {5, 8}, {3, 3}, {}, {}, {1, 1}));
+  // Rows wide enough for strided chanvec runs (AVX-512: 14 pixels) and a remainder, with a
+  // partial and with whole channel tiles.
+  add("conv2d rows of 29, 5->20", Op::kConv, geometry(2, 5, 20, 1, {3, 29}, {3, 3}, {}, {}, {1, 1}));
+  add("conv2d rows of 30, 3->32", Op::kConv, geometry(1, 3, 32, 1, {2, 30}, {1, 3}, {}, {}, {0, 1}));
+  add("conv_transpose2d k4 s2 phase rows of 30", Op::kConvTranspose, geometry(1, 6, 34, 1, {3, 30}, {4, 4}, {2, 2}, {}, {1, 1}));
   add("conv1d one output channel", Op::kConv, geometry(1, 3, 1, 1, {40}, {5}, {2}, {}, {2}));
   Geometry output_padding = geometry(3, 3, 2, 1, {9}, {3}, {2}, {}, {1});
   output_padding.output_padding = 1;
@@ -164,7 +169,7 @@ TEST_CASE(execute_bit_identical_across_thread_counts) {
 
 TEST_CASE(execute_fused_activations) {
   const std::vector<ConvCase> shapes = odd_shapes(), threaded = threaded_cases();
-  std::vector<ConvCase> cases(shapes.begin(), shapes.begin() + 12);  // conv and some transposed, both layouts
+  std::vector<ConvCase> cases(shapes.begin(), shapes.begin() + 20);  // conv and some transposed, both layouts
   cases.insert(cases.end(), threaded.begin(), threaded.end());
   for (Activation a : {Activation::kRelu, Activation::kRelu6, Activation::kLeakyRelu, Activation::kTanh,
                        Activation::kSigmoid}) {
