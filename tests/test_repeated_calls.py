@@ -119,3 +119,26 @@ def test_functional_weights_are_read_at_every_call() -> None:
     before = functional(x)
     w *= 2
     np.testing.assert_allclose(functional(x), 2 * before - bias_only, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "settings, bad",
+    [
+        (dict(stride=(2, 2)), dict(stride=(2.0, 2))),
+        (dict(stride=2), dict(stride=2.0)),
+        (dict(stride=(1, 1)), dict(stride=(True, 1))),
+        (dict(padding=((1, 0), (0, 1))), dict(padding=((1.0, 0), (0, 1)))),
+        (dict(output_padding=(1, 0), stride=2), dict(output_padding=(1, False), stride=2)),
+    ],
+)
+def test_functional_values_equal_to_a_cached_call_are_still_validated(settings: dict, bad: dict) -> None:
+    """A parameter set that compares equal to a cached one ((2.0, 2) == (2, 2)) is refused as on
+    a first call, not served the cached plan."""
+    import subpixel_ext as spx
+
+    x = random_array(np.random.default_rng(8), (1, 2, 5, 5), np.float32)
+    w = random_array(np.random.default_rng(9), (2, 3, 3, 3), np.float32)
+    spx.conv_transpose2d(x, w, **settings)
+    for _ in range(2):
+        with pytest.raises(TypeError, match=next(iter(bad))):
+            spx.conv_transpose2d(x, w, **bad)

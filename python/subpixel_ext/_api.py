@@ -43,12 +43,26 @@ _RECENT: Dict[Hashable, _ConvPlan] = {}
 _SCALARS = frozenset((int, str, float, type(None)))
 
 
-def _plain(value: Any) -> bool:
-    """Exact ints, floats, strings, None and tuples of them: values a plan may be cached under."""
-    kind = type(value)
-    if kind is int or kind is str or kind is float or value is None:
+def _plain_ints(value: tuple) -> bool:
+    """A tuple of exact ints, or of such tuples (padding pairs)."""
+    for v in value:
+        kind = type(v)
+        if kind is not int and (kind is not tuple or not _plain_ints(v)):
+            return False
+    return True
+
+
+def _plain(values: Tuple[Any, ...], types: Tuple[type, ...]) -> bool:
+    """Exact ints, floats, strings and None, and tuples of exact ints: values a plan may be
+    cached under. With their types in the key, no two such values that compare equal (True
+    and 1, 2.0 and 2, (2.0, 2) and (2, 2)) share a plan. A loop, not a generator: this runs
+    on every call."""
+    if _SCALARS.issuperset(types):
         return True
-    return kind is tuple and all(_plain(v) for v in value)
+    for v, kind in zip(values, types):
+        if kind not in _SCALARS and (kind is not tuple or not _plain_ints(v)):
+            return False
+    return True
 
 
 def _arrays(x: Any, weight: Any, bias: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -89,7 +103,7 @@ def _conv(
     values = tuple(settings.values()) + options
     types = tuple(map(type, values))
     key = None
-    if _SCALARS.issuperset(types) or all(_plain(v) for v in values):
+    if _plain(values, types):
         # Parameters are compared by value *and* type: True == 1 and 2.0 == 2 as dict keys.
         key = (kind, rank, values, types)
         recent = _RECENT.get(key)
