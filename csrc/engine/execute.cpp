@@ -79,22 +79,31 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
   const int64_t last = f.size[2] > pad ? std::min<int64_t>(p.in[2], skip + (f.size[2] - pad - 1) / f.step[2] + 1) : 0;
   const int64_t in_cols = std::max<int64_t>(0, last - skip);
   const bool chanvec = plan.family == Family::kChanvec;
+  // Two columns in the frame bound the step by the (checked) row length; one needs none.
+  const int64_t d_step = in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
+  // Whether a row's input is one run of the frame row: then only the padding around it is
+  // zeroed (rather than the whole row before the copy: a second pass over the frame).
+  const bool one_run = in_cols > 0 && (chanvec ? p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels
+                               : fl.col_phases == 1 && f.step[2] == 1 && xs == 1);
+  const int64_t run_first = chanvec ? pad * p.in_channels : pad, run_len = chanvec ? in_cols * p.in_channels : in_cols;
   for (int64_t r = begin; r < end; ++r) {
     T* dst = frame + r * fl.row_len;
-    std::memset(dst, 0, sizeof(T) * static_cast<size_t>(fl.row_len));
     const int64_t plane_index = r / rows_per_plane;
     const S* image = chanvec ? x + plane_index * p.x.n
                              : x + (plane_index / p.in_channels) * p.x.n + (plane_index % p.in_channels) * p.x.c;
     const S* src = input_row(p, image, r % rows_per_plane);
+    if (src && one_run) {
+      std::memset(dst, 0, sizeof(T) * static_cast<size_t>(run_first));
+      copy_run(src + skip * xs, dst + run_first, run_len);
+      std::memset(dst + run_first + run_len, 0, sizeof(T) * static_cast<size_t>(fl.row_len - run_first - run_len));
+      continue;
+    }
+    std::memset(dst, 0, sizeof(T) * static_cast<size_t>(fl.row_len));
     if (!src) continue;
     src += skip * xs;
     if (chanvec) {
       T* d = dst + pad * p.in_channels;
-      // Two columns in the frame bound the step by the (checked) row length; one needs none.
-      const int64_t d_step = in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
-      if (p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels) {  // the whole row in one run
-        copy_run(src, d, in_cols * p.in_channels);
-      } else if (p.x.c == 1) {
+      if (p.x.c == 1) {
         for (int64_t j = 0; j < in_cols; ++j) copy_run(src + j * xs, d + j * d_step, p.in_channels);
       } else {  // channel-major input: each channel's row read contiguously, a block of
         // columns at a time so that the frame pixels being filled stay in the L1 cache
@@ -105,8 +114,6 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
             for_each_input(src + c * p.x.c + j0 * xs, xs, m, [&](int64_t j, T v) { dj[j * d_step + c] = v; });
         }
       }
-    } else if (fl.col_phases == 1 && f.step[2] == 1 && xs == 1) {
-      copy_run(src, dst + pad, in_cols);
     } else {
       for_each_input(src, xs, in_cols, [&](int64_t j, T v) {
         const int64_t col = pad + j * f.step[2];
