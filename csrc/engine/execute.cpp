@@ -193,6 +193,17 @@ struct TaskContext {
   bool streaming;                          // interleaved rows go out with non-temporal stores
 };
 
+// Whether rows of `cols` pixels take strided runs of wide_mr: its tiles cost about 0.95 of a
+// pointer tile's per pixel (measured), but the pixels left over may fill a last pointer tile
+// only partly (a 1-D weight gradient's rows of 16: 14 + 2 would pay for 14 + 8).
+bool strided_runs_pay(const ConvPlan& plan, size_t wide_mr, int64_t cols, int64_t rows) {
+  if (wide_mr == 0) return false;
+  const int64_t mr = static_cast<int64_t>(plan.mr), wide = static_cast<int64_t>(wide_mr);
+  const int64_t left = rows * (cols % wide), runs = rows * (cols / wide);
+  const double with_runs = 0.95 * double(runs * wide) + double(ceil_div(left, mr) * mr);
+  return with_runs < double(ceil_div(rows * cols, mr) * mr);
+}
+
 // Rows [i0, i1) of block b, channel tile `tile`, with the chanvec kernels: runs of a row's
 // pixels through the strided kernel where the table has one, the other pixels in order, MR at
 // a time (a pointer tile may span rows, so rows narrower than MR fill whole tiles).
@@ -205,12 +216,12 @@ void chanvec_rows(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int6
   const int64_t tile_ch = plan.pack.tile_channels, cg_in = p.in_channels_per_group();
   const int64_t channels = static_cast<int64_t>(blk.out_offsets.size());
   ChanvecArgs<T, S> a;
-  a.taps = ph.taps.size();
-  a.channels = static_cast<size_t>(cg_in);
+  a.taps = plan.reduction_offsets[blk.phase].size();
+  a.channels = static_cast<size_t>(plan.chanvec_channels);
   a.tap_offsets = plan.reduction_offsets[blk.phase].data();
   a.y_channels_contiguous = plan.contiguous_channels[b] != 0;
   a.nr_valid = static_cast<size_t>(std::min(tile_ch, channels - tile * tile_ch));
-  a.w = cx.packed.weights.data() + plan.pack.weights_first[b] + tile * static_cast<int64_t>(a.taps) * cg_in * tile_ch;
+  a.w = cx.packed.weights.data() + plan.pack.weights_first[b] + tile * static_cast<int64_t>(ph.taps.size()) * cg_in * tile_ch;
   a.bias = cx.packed.bias.data() + (plan.pack.tiles_first[b] + tile) * tile_ch;
   a.y_channel_offsets = plan.out_offsets[b].data() + tile * tile_ch;
   a.epilogue = cx.epilogue;
@@ -220,8 +231,10 @@ void chanvec_rows(TaskContext<S, T>& cx, int64_t n, size_t b, int64_t tile, int6
   ptrdiff_t x_offsets[kMaxTilePixels], y_offsets[kMaxTilePixels];
   a.x_pixel_offsets = x_offsets;
   a.y_pixel_offsets = y_offsets;
-  // Each row's runs of wide_mr pixels go to the strided kernel, the rest fill pointer tiles.
-  const int64_t wide_mr = static_cast<int64_t>(cx.kernels.chanvec_strided_mr);
+  // Each row's runs of wide_mr pixels go to the strided kernel, the rest fill pointer tiles,
+  // unless the pointer tiles alone waste fewer pixels.
+  const int64_t wide_mr = strided_runs_pay(plan, cx.kernels.chanvec_strided_mr, ph.cols(), i1 - i0)
+                              ? static_cast<int64_t>(cx.kernels.chanvec_strided_mr) : 0;
   ChanvecArgs<T, S> run = a;
   run.mr_valid = static_cast<size_t>(wide_mr);
   run.x_pixel_stride = static_cast<ptrdiff_t>(x_step);

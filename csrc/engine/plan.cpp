@@ -10,8 +10,6 @@ namespace {
 // Below this many multiply-adds a call runs on one thread: waking the pool costs more.
 constexpr int64_t kSerialMacs = int64_t(1) << 16;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 bool unit_steps(const std::vector<int64_t>& offsets) {
   for (size_t j = 1; j < offsets.size(); ++j)
     if (offsets[j] != offsets[j - 1] + 1) return false;
@@ -210,14 +208,22 @@ ptrdiff_t tap_position(const ConvPlan& plan, const Tap& t) {
                                 t.offset[2] / fl.col_phases);
 }
 
+// Below this many input channels per group, a chanvec kernel's loop over them (inside its
+// loop over taps) would be mostly loop overhead: the offsets list every step instead. (The
+// weight gradients have the batch as their channels, often 1.)
+constexpr int64_t kChanvecInnerChannels = 4;
+
 void reduction_offsets(ConvPlan* plan) {
   const ConvProblem& p = plan->problem;
+  plan->chanvec_channels = p.in_channels_per_group() < kChanvecInnerChannels ? 1 : p.in_channels_per_group();
   plan->reduction_offsets.assign(p.phases.size(), {});
   for (size_t ph = 0; ph < p.phases.size(); ++ph) {
     std::vector<ptrdiff_t>& off = plan->reduction_offsets[ph];
     const std::vector<Tap>& taps = p.phases[ph].taps;
     if (plan->family == Family::kChanvec) {
-      for (const Tap& t : taps) off.push_back(tap_position(*plan, t));
+      for (const Tap& t : taps)
+        for (int64_t c = 0; c < p.in_channels_per_group() / plan->chanvec_channels; ++c)
+          off.push_back(tap_position(*plan, t) + static_cast<ptrdiff_t>(c));
       continue;
     }
     // Taps outer, channels inner: the chanvec family's order, so every family reduces each

@@ -74,6 +74,9 @@ struct ConvPlan {
   FrameLayout frame;
   PackLayout pack;
   std::vector<std::vector<ptrdiff_t>> reduction_offsets;  // per phase, into the frame
+  // Input channels a chanvec kernel reads from each reduction offset: all of the group's, or
+  // 1 when there are few (then the offsets list every (tap, channel) step).
+  int64_t chanvec_channels = 0;
   std::vector<std::vector<ptrdiff_t>> out_offsets;        // per block, padded to whole tiles
   std::vector<char> contiguous_channels;                  // per block
   int64_t macs = 0;
@@ -85,6 +88,8 @@ struct ConvPlan {
   std::vector<int64_t> first_task;  // per unit, plus the total at the end
   int64_t buffer_row = 0, buffer_len = 0;  // per-thread row buffers of buffered units
 };
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads);
 

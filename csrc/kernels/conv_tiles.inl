@@ -161,6 +161,32 @@ SPX_ALWAYS_INLINE void chanvec_store(typename V::vec (&acc)[MR][NV], const spx::
   }
 }
 
+// One reduction step of a chanvec tile: NV weight vectors times each pixel's input at `at`.
+template <class V, int MR, int NV>
+SPX_ALWAYS_INLINE void chanvec_step(typename V::vec (&acc)[MR][NV], const typename V::scalar* w,
+                                    const typename V::scalar* const (&xpix)[MR], ptrdiff_t at) {
+  typename V::vec wv[NV];
+  SPX_UNROLL for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * V::lanes);
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    const typename V::vec xi = V::splat(xpix[i][at]);
+    SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, wv[v], acc[i][v]);
+  }
+}
+
+// The same for evenly spaced pixels: pixel i's input at base[i / 4] + (i % 4) * s1 + at_bytes.
+template <class V, int MR, int NV>
+SPX_ALWAYS_INLINE void chanvec_strided_step(typename V::vec (&acc)[MR][NV], const typename V::scalar* w,
+                                            const char* const (&base)[4], ptrdiff_t s1, ptrdiff_t at_bytes) {
+  typedef typename V::scalar T;
+  typename V::vec wv[NV];
+  SPX_UNROLL for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * V::lanes);
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    const char* at = base[i / 4] + at_bytes + (i % 4) * s1;
+    const typename V::vec xi = V::splat(*reinterpret_cast<const T*>(at));
+    SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, wv[v], acc[i][v]);
+  }
+}
+
 template <class V, typename Y, int MR, int NV>
 void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   typedef typename V::scalar T;
@@ -174,15 +200,13 @@ void chanvec_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
     xpix[i] = a.x + a.x_pixel_offsets[static_cast<size_t>(i) < a.mr_valid ? i : 0];
   }
   const T* w = a.w;
-  for (size_t t = 0; t < a.taps; ++t) {
-    const ptrdiff_t off = a.tap_offsets[t];
-    for (size_t c = 0; c < a.channels; ++c, w += NV * L) {
-      Vec wv[NV];
-      SPX_UNROLL for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
-      SPX_UNROLL for (int i = 0; i < MR; ++i) {
-        const Vec xi = V::splat(xpix[i][off + static_cast<ptrdiff_t>(c)]);
-        SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, wv[v], acc[i][v]);
-      }
+  if (a.channels == 1) {  // one input channel per step: no inner loop of one iteration per tap
+    for (size_t t = 0; t < a.taps; ++t, w += NV * L) chanvec_step<V, MR, NV>(acc, w, xpix, a.tap_offsets[t]);
+  } else {
+    for (size_t t = 0; t < a.taps; ++t) {
+      const ptrdiff_t off = a.tap_offsets[t];
+      for (size_t c = 0; c < a.channels; ++c, w += NV * L)
+        chanvec_step<V, MR, NV>(acc, w, xpix, off + static_cast<ptrdiff_t>(c));
     }
   }
   chanvec_store<V, Y, MR, NV>(acc, a, a.y_pixel_offsets);
@@ -199,20 +223,18 @@ void chanvec_strided_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   const int L = V::lanes;
   Vec acc[MR][NV];
   chanvec_init<V, MR, NV>(acc, a.bias);
-  const ptrdiff_t s1 = a.x_pixel_stride * static_cast<ptrdiff_t>(sizeof(T)), s2 = 2 * s1, s3 = 3 * s1;
+  const ptrdiff_t s1 = a.x_pixel_stride * static_cast<ptrdiff_t>(sizeof(T));
+  const ptrdiff_t size = static_cast<ptrdiff_t>(sizeof(T));
   const T* w = a.w;
-  for (size_t t = 0; t < a.taps; ++t) {
-    const char* base[4];
-    SPX_UNROLL for (int g = 0; g < 4; ++g) base[g] = reinterpret_cast<const char*>(a.x + a.tap_offsets[t]) + g * 4 * s1;
-    for (size_t c = 0; c < a.channels; ++c, w += NV * L) {
-      Vec wv[NV];
-      SPX_UNROLL for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
-      const ptrdiff_t cb = static_cast<ptrdiff_t>(c * sizeof(T));
-      SPX_UNROLL for (int i = 0; i < MR; ++i) {
-        const char* at = base[i / 4] + cb + (i % 4 == 0 ? 0 : i % 4 == 1 ? s1 : i % 4 == 2 ? s2 : s3);
-        const Vec xi = V::splat(*reinterpret_cast<const T*>(at));
-        SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(xi, wv[v], acc[i][v]);
-      }
+  const char* base[4];
+  if (a.channels == 1) {  // one input channel per step: the bases stay, the steps move
+    SPX_UNROLL for (int g = 0; g < 4; ++g) base[g] = reinterpret_cast<const char*>(a.x) + g * 4 * s1;
+    for (size_t t = 0; t < a.taps; ++t, w += NV * L) chanvec_strided_step<V, MR, NV>(acc, w, base, s1, a.tap_offsets[t] * size);
+  } else {
+    for (size_t t = 0; t < a.taps; ++t) {
+      SPX_UNROLL for (int g = 0; g < 4; ++g) base[g] = reinterpret_cast<const char*>(a.x + a.tap_offsets[t]) + g * 4 * s1;
+      for (size_t c = 0; c < a.channels; ++c, w += NV * L)
+        chanvec_strided_step<V, MR, NV>(acc, w, base, s1, static_cast<ptrdiff_t>(c) * size);
     }
   }
   ptrdiff_t y_pixel_offsets[MR];
