@@ -10,6 +10,10 @@ namespace {
 // Below this many multiply-adds a call runs on one thread: waking the pool costs more.
 constexpr int64_t kSerialMacs = int64_t(1) << 16;
 
+// Outputs of this many elements (8 MiB of float32) or more outgrow the caches' and the
+// TLB's reach.
+constexpr int64_t kLargeOutputElements = int64_t(1) << 21;
+
 bool unit_steps(const std::vector<int64_t>& offsets) {
   for (size_t j = 1; j < offsets.size(); ++j)
     if (offsets[j] != offsets[j - 1] + 1) return false;
@@ -147,6 +151,10 @@ double family_cost(const ConvProblem& p, const TileShapes& k, Family family, con
   const int64_t tile_ch = static_cast<int64_t>(tile_channels(k, family));
   const int64_t tile_px = static_cast<int64_t>(tile_pixels(k, family));
   const double lanes = static_cast<double>(k.lanes), cg_in = static_cast<double>(p.in_channels_per_group());
+  // A scalar store per element; a chanvec tile's stores into a channels-first output touch a
+  // page per channel, which over a large output misses the TLB and cache (sr_64ch and
+  // nnunet_up3d channels first, interleaved with other work: 1.3-1.8x slower than rowvec).
+  const double scattered_store = p.batch * p.y.n >= kLargeOutputElements ? 6.0 : 2.0;
   double cost = 0;
   for (size_t u = 0; u < units.blocks.size(); ++u) {
     for (size_t b : units.blocks[u]) {
@@ -160,7 +168,7 @@ double family_cost(const ConvProblem& p, const TileShapes& k, Family family, con
       const double fma_cost = family == Family::kRowvec1 ? 1.0 : family == Family::kRowvec && ch >= 32 ? 0.75 : 0.5;
       const double padded = double(ceil_div(ch, tile_ch) * tile_ch) * double(ceil_div(ph.cols(), tile_px) * tile_px);
       const bool vector_store = chanvec ? unit_steps(blk.out_offsets) : ph.out_step[2] * p.y.spatial[2] == 1;
-      const double store = vector_store ? 1 / lanes : units.buffered[u] ? 3 / lanes : 2.0;
+      const double store = vector_store ? 1 / lanes : units.buffered[u] ? 3 / lanes : scattered_store;
       cost += double(ph.rows()) * (padded * cg_in * double(ph.taps.size()) * fma_cost / lanes +
                                    double(ch) * double(ph.cols()) * store);
     }
