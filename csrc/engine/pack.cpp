@@ -22,44 +22,53 @@ std::vector<int64_t> pack_signature(const ConvPlan& plan) {
 
 namespace {
 
-// Input channels [c0, c1) of one block's panels: per tile of channels, [tap][c][lane] (both
-// families reduce in that order), zero beyond the block's channels. Written in runs of
-// consecutive channels per tap, so that the panels fill whole cache lines in order. Returns whether a
-// non-finite weight met structural zeros.
+// Input channel c of block b's channel tile `tile`: its weights of every tap into the panel
+// ([tap][c][lane]: both families reduce in that order), zero beyond the block's channels.
+// Returns whether a non-finite weight met structural zeros.
 template <typename S, typename T = compute_t<S>>
-bool pack_block_channels(const ConvPlan& plan, size_t b, int64_t c0, int64_t c1, const S* weight,
-                         PackedWeights<T>* out) {
+bool pack_tile_channel(const ConvPlan& plan, size_t b, int64_t tile, int64_t c, const S* weight,
+                       PackedWeights<T>* out) {
   const ConvProblem& p = plan.problem;
   const PackLayout& pk = plan.pack;
   const Block& blk = p.blocks[b];
   const std::vector<Tap>& taps = p.phases[blk.phase].taps;
   const int64_t ntaps = static_cast<int64_t>(taps.size()), cg_in = p.in_channels_per_group();
-  const int64_t channels = static_cast<int64_t>(blk.out_offsets.size()), tile_ch = pk.tile_channels;
-  const int64_t step = blk.weight_channel_step;
+  const int64_t tile_ch = pk.tile_channels, step = blk.weight_channel_step;
+  const int64_t valid = std::min(tile_ch, static_cast<int64_t>(blk.out_offsets.size()) - tile * tile_ch);
+  const S* in = weight + blk.weight_first + tile * tile_ch * step + c * p.weight_input_step;
+  T* panel = out->weights.data() + pk.weights_first[b] + (tile * ntaps * cg_in + c) * tile_ch;
   bool nonfinite = false;
-  for (int64_t tile = 0; tile < pk.tiles_first[b + 1] - pk.tiles_first[b]; ++tile) {
-    const S* src = weight + blk.weight_first + tile * tile_ch * step;
-    const int64_t valid = std::min(tile_ch, channels - tile * tile_ch);
-    T* panel = out->weights.data() + pk.weights_first[b] + tile * ntaps * cg_in * tile_ch;
-    // Taps inside channels: a channel's weights of the tile's lanes are few cache lines that
-    // hold every tap, so they are read from L1 for all of them.
-    for (int64_t c = c0; c < c1; ++c) {
-      const S* in = src + c * p.weight_input_step;
-      for (int64_t t = 0; t < ntaps; ++t) {
-        T* w = panel + (t * cg_in + c) * tile_ch;
-        const S* tap = in + taps[static_cast<size_t>(t)].weight_offset;
-        for (int64_t lane = 0; lane < valid; ++lane) {
-          w[lane] = widen(tap[lane * step]);
-          nonfinite |= nonfinite_value(w[lane]);
-        }
-        std::fill(w + valid, w + tile_ch, T(0));
-      }
+  for (int64_t t = 0; t < ntaps; ++t) {
+    T* w = panel + t * cg_in * tile_ch;
+    const S* tap = in + taps[static_cast<size_t>(t)].weight_offset;
+    for (int64_t lane = 0; lane < valid; ++lane) {
+      w[lane] = widen(tap[lane * step]);
+      nonfinite |= nonfinite_value(w[lane]);
     }
+    std::fill(w + valid, w + tile_ch, T(0));
   }
   return nonfinite && p.structural_zeros;
 }
 
-// Input channels per pass of pack_block_channels: the weights a pass reads for all blocks
+// Input channels [c0, c1) of every block's panels. Blocks inside channels inside channel
+// tiles: one input channel's weights of a tile's lanes are a few cache lines holding every
+// tap of every phase, read from L1 by all the blocks (phases) sharing the tile; each panel
+// is written in runs of consecutive channels.
+template <typename S, typename T = compute_t<S>>
+bool pack_channels(const ConvPlan& plan, int64_t c0, int64_t c1, const S* weight, PackedWeights<T>* out) {
+  const PackLayout& pk = plan.pack;
+  const size_t blocks = plan.problem.blocks.size();
+  int64_t max_tiles = 0;
+  for (size_t b = 0; b < blocks; ++b) max_tiles = std::max(max_tiles, pk.tiles_first[b + 1] - pk.tiles_first[b]);
+  bool found = false;
+  for (int64_t tile = 0; tile < max_tiles; ++tile)
+    for (int64_t c = c0; c < c1; ++c)
+      for (size_t b = 0; b < blocks; ++b)
+        if (tile < pk.tiles_first[b + 1] - pk.tiles_first[b]) found = pack_tile_channel(plan, b, tile, c, weight, out) || found;
+  return found;
+}
+
+// Input channels per pass of pack_channels: the weights a pass reads for all blocks
 // (a phase's taps are spread over the whole kernel) stay in the L2 cache meanwhile.
 template <typename S>
 int64_t channels_per_pass(const ConvProblem& p) {
@@ -99,8 +108,7 @@ std::shared_ptr<const PackedWeights<compute_t<S>>> pack_weights(const ConvPlan& 
     split_range(plan.problem.in_channels_per_group(), tid, count, &begin, &end);
     bool found = false;
     for (int64_t c0 = begin; c0 < end; c0 += pass)
-      for (size_t b = 0; b < blocks; ++b)
-        found = pack_block_channels(plan, b, c0, std::min(end, c0 + pass), weight, packed.get()) || found;
+      found = pack_channels(plan, c0, std::min(end, c0 + pass), weight, packed.get()) || found;
     nonfinite[static_cast<size_t>(tid)] = found;
   });
   for (char f : nonfinite) packed->had_nonfinite |= f != 0;
