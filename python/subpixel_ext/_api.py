@@ -43,7 +43,7 @@ _RECENT: Dict[Hashable, _ConvPlan] = {}
 _SCALARS = frozenset((int, str, float, type(None)))
 
 
-def _plain_ints(value: tuple) -> bool:
+def _plain_ints(value: Tuple[Any, ...]) -> bool:
     """A tuple of exact ints, or of such tuples (padding pairs)."""
     for v in value:
         kind = type(v)
@@ -95,12 +95,20 @@ def _build_plan(
     return _ConvPlan(params, geometry, dtype, threads, make, call)
 
 
+# The parameters each kind's wrapper passes to _conv, in order, before the options (method,
+# activation, negative_slope, output_size, num_threads).
+_SETTINGS = {
+    "conv_transpose": ("stride", "padding", "output_padding", "groups", "dilation", "layout"),
+    "conv": ("stride", "padding", "dilation", "groups", "layout"),
+    "subpixel": ("upscale_factor", "stride", "padding", "dilation", "groups", "layout", "mode"),
+}
+
+
 def _conv(
-    kind: str, rank: int, x: Any, weight: Any, bias: Any, settings: Dict[str, Any], options: Tuple[Any, ...],
-    out: Optional[np.ndarray],
+    kind: str, rank: int, x: Any, weight: Any, bias: Any, values: Tuple[Any, ...], out: Optional[np.ndarray],
 ) -> np.ndarray:
-    """Run one convolution call with a cached or freshly built (validated) plan."""
-    values = tuple(settings.values()) + options
+    """Run one convolution call with a cached or freshly built (validated) plan. `values` are
+    the _SETTINGS of `kind` and then the options, as one tuple (no dict per call)."""
     types = tuple(map(type, values))
     key = None
     if _plain(values, types):
@@ -118,7 +126,8 @@ def _conv(
     full_key = None if key is None else key + (xa.shape, xa.dtype, wa.shape, wa.dtype, None if ba is None else (ba.shape, ba.dtype))
     plan = None if full_key is None else _PLANS.get(full_key)
     if plan is None:
-        plan = _build_plan(kind, rank, arrays, settings, options)
+        names = _SETTINGS[kind]
+        plan = _build_plan(kind, rank, arrays, dict(zip(names, values)), values[len(names):])
         if full_key is not None:
             if len(_PLANS) >= _MAX_PLANS:
                 _PLANS.clear()
@@ -211,10 +220,9 @@ def _conv_transpose(rank: int) -> Callable[..., np.ndarray]:
         out: Optional[np.ndarray] = None,
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        settings = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
-                        dilation=dilation, layout=layout)
-        options = (method, activation, negative_slope, output_size, num_threads)
-        return _conv("conv_transpose", rank, x, weight, bias, settings, options, out)
+        values = (stride, padding, output_padding, groups, dilation, layout,
+                  method, activation, negative_slope, output_size, num_threads)
+        return _conv("conv_transpose", rank, x, weight, bias, values, out)
 
     return conv_transpose
 
@@ -235,9 +243,8 @@ def _conv_nd(rank: int) -> Callable[..., np.ndarray]:
         out: Optional[np.ndarray] = None,
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        settings = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout)
-        options = ("auto", activation, negative_slope, None, num_threads)
-        return _conv("conv", rank, x, weight, bias, settings, options, out)
+        values = (stride, padding, dilation, groups, layout, "auto", activation, negative_slope, None, num_threads)
+        return _conv("conv", rank, x, weight, bias, values, out)
 
     return conv
 
@@ -260,10 +267,9 @@ def _subpixel_conv(rank: int) -> Callable[..., np.ndarray]:
         out: Optional[np.ndarray] = None,
         num_threads: Optional[int] = None,
     ) -> np.ndarray:
-        settings = dict(upscale_factor=upscale_factor, stride=stride, padding=padding, dilation=dilation,
-                        groups=groups, layout=layout, mode=mode)
-        options = ("auto", activation, negative_slope, None, num_threads)
-        return _conv("subpixel", rank, x, weight, bias, settings, options, out)
+        values = (upscale_factor, stride, padding, dilation, groups, layout, mode,
+                  "auto", activation, negative_slope, None, num_threads)
+        return _conv("subpixel", rank, x, weight, bias, values, out)
 
     return subpixel_conv
 
