@@ -79,8 +79,9 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
   const int64_t last = f.size[2] > pad ? std::min<int64_t>(p.in[2], skip + (f.size[2] - pad - 1) / f.step[2] + 1) : 0;
   const int64_t in_cols = std::max<int64_t>(0, last - skip);
   const bool chanvec = plan.family == Family::kChanvec;
-  // Two columns in the frame bound the step by the (checked) row length; one needs none.
-  const int64_t d_step = in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
+  // Chanvec: two columns in the frame bound the step by the (checked) row length; one needs
+  // none. (Rowvec frames place columns by phase and never use it.)
+  const int64_t d_step = chanvec && in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
   // Whether a row's input is one run of the frame row: then only the padding around it is
   // zeroed (rather than the whole row before the copy: a second pass over the frame).
   const bool one_run = in_cols > 0 && (chanvec ? p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels
