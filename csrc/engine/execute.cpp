@@ -86,7 +86,8 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
   // zeroed (rather than the whole row before the copy: a second pass over the frame).
   const bool one_run = in_cols > 0 && (chanvec ? p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels
                                : fl.col_phases == 1 && f.step[2] == 1 && xs == 1);
-  const int64_t run_first = chanvec ? pad * p.in_channels : pad, run_len = chanvec ? in_cols * p.in_channels : in_cols;
+  const int64_t run_first = !one_run ? 0 : chanvec ? pad * p.in_channels : pad;
+  const int64_t run_len = !one_run ? 0 : chanvec ? in_cols * p.in_channels : in_cols;
   for (int64_t r = begin; r < end; ++r) {
     T* dst = frame + r * fl.row_len;
     const int64_t plane_index = r / rows_per_plane;
