@@ -112,6 +112,26 @@ def test_exact_sums_conv_and_subpixel_3d(dtype: np.dtype) -> None:
     assert np.array_equal(got.view(np.uint16), ref.subpixel_conv3d(x, ws, 2, padding=1).view(np.uint16))
 
 
+@half_dtypes
+@pytest.mark.parametrize("c_in", [3, 8])  # one input channel per reduction step, and channels inner
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])  # stores from registers, and spilled
+@pytest.mark.parametrize("width", [28, 44])  # whole strided runs; runs and a remainder
+def test_wide_channels_last_rows_within_one_ulp(dtype: np.dtype, c_in: int, activation, width: int) -> None:
+    """Rows of 28 and 44 pixels (per phase) and 32 output channels, channels last: the chanvec
+    tiles, including the AVX-512 strided runs of 14 pixels and the pointer tiles for the rest,
+    store halves."""
+    rng = np.random.default_rng(c_in)
+    x = rng.standard_normal((2, 3, width, c_in)).astype(dtype)
+    w = rng.standard_normal((c_in, 32, 4, 4)).astype(dtype)
+    kw = dict(stride=2, padding=1, layout="NHWC", activation=activation)
+    expected, scale = half_oracle(lambda x_, w_: ref.conv_transpose2d(x_, w_, **kw), x, w)
+    assert_half_close(spx.conv_transpose2d(x, w, **kw), expected, scale, dtype, "conv_transpose2d")
+    wc = rng.standard_normal((32, c_in, 1, 3)).astype(dtype)
+    kc = dict(padding=(0, 1), layout="NHWC", activation=activation)
+    expected, scale = half_oracle(lambda x_, w_: ref.conv2d(x_, w_, **kc), x, wc)
+    assert_half_close(spx.conv2d(x, wc, **kc), expected, scale, dtype, "conv2d")
+
+
 @given(
     dtype=st.sampled_from(HALF_DTYPES), c_in=st.integers(1, 9), c_out=st.integers(1, 9), width=st.integers(1, 40),
     k=st.integers(1, 5), s=st.integers(1, 4), d=st.integers(1, 2), last=st.booleans(),

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 import numpy as np
 import pytest
 
+import subpixel_ext as spx
 from _helpers import layer_and_functional, random_array
 
 KINDS = ("conv_transpose", "conv", "subpixel")
@@ -134,8 +135,6 @@ def test_functional_weights_are_read_at_every_call() -> None:
 def test_functional_values_equal_to_a_cached_call_are_still_validated(settings: dict, bad: dict) -> None:
     """A parameter set that compares equal to a cached one ((2.0, 2) == (2, 2)) is refused as on
     a first call, not served the cached plan."""
-    import subpixel_ext as spx
-
     x = random_array(np.random.default_rng(8), (1, 2, 5, 5), np.float32)
     w = random_array(np.random.default_rng(9), (2, 3, 3, 3), np.float32)
     spx.conv_transpose2d(x, w, **settings)
