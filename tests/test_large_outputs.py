@@ -1,6 +1,7 @@
 """Outputs of 8 MiB and more, which the engine writes with non-temporal stores where it writes
-whole interleaved rows: the same values as the oracle, rows of any alignment, float16 storage
-included; and large channels-first pixel shuffles for every element size."""
+whole interleaved rows of 1 KiB or more (plain stores for shorter rows): the same values as the
+oracle, rows of any alignment, float16 storage included; and large channels-first pixel
+shuffles for every element size."""
 
 from __future__ import annotations
 
@@ -26,6 +27,18 @@ def test_single_channel_transposed_convolution_with_odd_rows(dtype: np.dtype, th
     y = spx.conv_transpose2d(x, w, b, stride=2, padding=1, num_threads=threads)
     assert y.nbytes >= 8 * MIB
     assert_close(y, ref.conv_transpose2d(x, w, b, stride=2, padding=1), dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_output_in_short_interleaved_rows(threads: int) -> None:
+    # Channels first, kernel == stride: rows of 2 x 63 float32 (504 bytes), 8.8 MB in all.
+    rng = np.random.default_rng(6)
+    x = random_array(rng, (1, 5, 17, 32, 63), F32)
+    w = random_array(rng, (5, 8, 2, 2, 2), F32)
+    b = random_array(rng, (8,), F32)
+    y = spx.conv_transpose3d(x, w, b, stride=2, num_threads=threads)
+    assert y.nbytes >= 8 * MIB and y.shape[-1] * y.itemsize < 1024
+    assert_close(y, ref.conv_transpose3d(x, w, b, stride=2), F32)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

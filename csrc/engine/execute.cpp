@@ -309,11 +309,12 @@ void interleave_siblings(TaskContext<S, T>& cx, int64_t n, size_t u, int64_t til
   const int64_t full = p.phases[p.blocks[unit.back()].phase].cols();  // column groups with every sibling
   const ptrdiff_t* ooff = plan.out_offsets[unit[0]].data() + tile * tile_ch;
   const int64_t row = n * p.y.n + output_row(p, p.phases[first.phase], i);
+  const bool streamed = cx.streaming && full * siblings * int64_t(sizeof(S)) >= kStreamingRowBytes;
   for (int64_t c = 0; c < valid; ++c) {
     S* out = cx.y + row + ooff[c];
     for (int64_t sib = 0; sib < siblings; ++sib)
       cx.sibling_rows[size_t(sib)] = cx.buffer + cx.buffer_offsets[size_t(c)] + sib * plan.buffer_row;
-    if (cx.streaming) interleave_rows_streaming(out, cx.sibling_rows.data(), full, siblings);
+    if (streamed) interleave_rows_streaming(out, cx.sibling_rows.data(), full, siblings);
     else interleave_rows(out, cx.sibling_rows.data(), full, siblings, false);
     // Columns of the last, partial group (phases with one more column than the last).
     for (int64_t sib = 0; sib < siblings; ++sib)

@@ -14,10 +14,11 @@
 namespace spx {
 
 // Convolution outputs at least this large leave the engine's interleaved rows through
-// non-temporal stores: they would not stay in cache anyway, and such stores skip reading each
-// line before overwriting it (about a quarter less time for image_1ch's 16 MiB). Measured
-// slower for the pixel shuffle's shorter rows, which keeps plain stores.
-constexpr int64_t kStreamingBytes = int64_t(8) << 20;
+// non-temporal stores when the rows are at least kStreamingRowBytes long: they would not
+// stay in cache anyway, and such stores skip reading each line before overwriting it (image_1ch's
+// 16 MiB in 2 KiB rows: 1.5x faster). Shorter rows keep plain stores: nnunet_up3d channels
+// first (32 MiB in 256-byte rows) ran 1.5x slower streamed, and so did the pixel shuffle.
+constexpr int64_t kStreamingBytes = int64_t(8) << 20, kStreamingRowBytes = 1024;
 
 // dst[0, n) = src[0, n) through non-temporal stores (plain ones for the unaligned ends); a
 // streaming_fence() must follow before anything else reads or writes dst.
