@@ -53,7 +53,7 @@ def test_float16_storage_through_the_streamed_rows(threads: int) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float16, F32, F64, np.complex128])
-@pytest.mark.parametrize("factor", [2, 3])
+@pytest.mark.parametrize("factor", [2, 3, 4])
 def test_channels_first_pixel_shuffle(dtype: np.dtype, factor: int) -> None:
     rng = np.random.default_rng(4)
     width = 1023 if np.dtype(dtype).itemsize < 16 else 255

@@ -257,6 +257,20 @@ def test_round_trip_is_bitwise_exact(rng, dtype, mode, layout) -> None:
         assert again.tobytes() == lo.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.int16, F32, np.complex64, F64, np.complex128], ids=str)
+def test_channels_first_shuffle_every_element_size_and_width(rng, dtype) -> None:
+    # Rows of 1-, 2-, 4- and 8-byte elements move 16 bytes at a time for factors 2 and 4 along
+    # the width: widths around those vectors (and the scalar rest) for every factor shape.
+    for factor in (2, 3, 4, (1, 2), (3, 4), (2, 1)):
+        r = factor if isinstance(factor, tuple) else (factor, factor)
+        for w in (1, 2, 3, 7, 8, 9, 15, 16, 17, 33):
+            lo = (rng.standard_normal((2, 2 * r[0] * r[1], 3, w)) * 100).astype(dtype)
+            for mode in MODES:
+                hi = spx.pixel_shuffle(lo, factor, mode=mode)
+                np.testing.assert_array_equal(hi, ref.pixel_shuffle(lo, factor, mode=mode))
+                np.testing.assert_array_equal(spx.pixel_unshuffle(hi, factor, mode=mode), lo)
+
+
 def test_shuffle_dtypes_and_noncontiguous_inputs(rng) -> None:
     lo = random_array(rng, (2, 8, 3, 3), np.float16)
     y = spx.pixel_shuffle(lo, 2)

@@ -8,7 +8,7 @@
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
-#define SPX_STREAMING_STORES 1
+#define SPX_SSE2 1
 #endif
 
 namespace spx {
@@ -25,7 +25,7 @@ constexpr int64_t kStreamingBytes = int64_t(8) << 20, kStreamingRowBytes = 1024;
 template <typename E>
 void stream_copy(E* dst, const E* src, int64_t n) {
   const size_t bytes = sizeof(E) * static_cast<size_t>(n);
-#if defined(SPX_STREAMING_STORES)
+#if defined(SPX_SSE2)
   char* d = reinterpret_cast<char*>(dst);
   const char* s = reinterpret_cast<const char*>(src);
   const size_t head = std::min(bytes, (16 - reinterpret_cast<uintptr_t>(d) % 16) % 16);
@@ -40,13 +40,13 @@ void stream_copy(E* dst, const E* src, int64_t n) {
 }
 
 inline void streaming_fence() {
-#if defined(SPX_STREAMING_STORES)
+#if defined(SPX_SSE2)
   _mm_sfence();
 #endif
 }
 
 template <typename E, int RW>
-void interleave_fixed(E* hi, E* const* lo, int64_t w, bool to_low) {
+void interleave_fixed_scalar(E* hi, E* const* lo, int64_t w, bool to_low) {
   if (to_low) {
     for (int64_t x = 0; x < w; ++x)
       for (int j = 0; j < RW; ++j) lo[j][x] = hi[x * RW + j];
@@ -54,6 +54,108 @@ void interleave_fixed(E* hi, E* const* lo, int64_t w, bool to_low) {
     for (int64_t x = 0; x < w; ++x)
       for (int j = 0; j < RW; ++j) hi[x * RW + j] = lo[j][x];
   }
+}
+
+#if defined(SPX_SSE2)
+// 16 bytes of 1-, 2-, 4- or 8-byte elements: the low / high halves of a and b interleaved,
+// and back (even / odd elements of the 32 bytes lo:hi). Bits are moved, never converted.
+template <size_t Bytes>
+inline __m128i unpack_low(__m128i a, __m128i b) {
+  if constexpr (Bytes == 1) return _mm_unpacklo_epi8(a, b);
+  else if constexpr (Bytes == 2) return _mm_unpacklo_epi16(a, b);
+  else if constexpr (Bytes == 4) return _mm_unpacklo_epi32(a, b);
+  else return _mm_unpacklo_epi64(a, b);
+}
+template <size_t Bytes>
+inline __m128i unpack_high(__m128i a, __m128i b) {
+  if constexpr (Bytes == 1) return _mm_unpackhi_epi8(a, b);
+  else if constexpr (Bytes == 2) return _mm_unpackhi_epi16(a, b);
+  else if constexpr (Bytes == 4) return _mm_unpackhi_epi32(a, b);
+  else return _mm_unpackhi_epi64(a, b);
+}
+template <size_t Bytes>
+inline void split_even_odd(__m128i lo, __m128i hi, __m128i* even, __m128i* odd) {
+  if constexpr (Bytes == 1) {  // narrow the 16-bit pairs: their low bytes, then their high bytes
+    const __m128i low_bytes = _mm_set1_epi16(0x00FF);
+    *even = _mm_packus_epi16(_mm_and_si128(lo, low_bytes), _mm_and_si128(hi, low_bytes));
+    *odd = _mm_packus_epi16(_mm_srli_epi16(lo, 8), _mm_srli_epi16(hi, 8));
+  } else if constexpr (Bytes == 2) {  // sign-extended halves narrow back exactly
+    *even = _mm_packs_epi32(_mm_srai_epi32(_mm_slli_epi32(lo, 16), 16), _mm_srai_epi32(_mm_slli_epi32(hi, 16), 16));
+    *odd = _mm_packs_epi32(_mm_srai_epi32(lo, 16), _mm_srai_epi32(hi, 16));
+  } else if constexpr (Bytes == 4) {
+    const __m128 l = _mm_castsi128_ps(lo), h = _mm_castsi128_ps(hi);
+    *even = _mm_castps_si128(_mm_shuffle_ps(l, h, _MM_SHUFFLE(2, 0, 2, 0)));
+    *odd = _mm_castps_si128(_mm_shuffle_ps(l, h, _MM_SHUFFLE(3, 1, 3, 1)));
+  } else {
+    *even = _mm_unpacklo_epi64(lo, hi);
+    *odd = _mm_unpackhi_epi64(lo, hi);
+  }
+}
+
+inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline void store16(void* p, __m128i v) { _mm_storeu_si128(static_cast<__m128i*>(p), v); }
+
+// interleave_fixed for RW = 2 or 4, 16 bytes of each row at a time; returns the groups done.
+// Streamed: hi is 16-byte aligned and written by non-temporal stores.
+template <typename E, int RW, bool Streamed = false>
+int64_t interleave_vectors(E* hi, E* const* lo, int64_t w, bool to_low) {
+  constexpr int64_t V = 16 / sizeof(E);
+  constexpr size_t B = sizeof(E);
+  auto put = [](E* p, __m128i v) {
+    if constexpr (Streamed) _mm_stream_si128(reinterpret_cast<__m128i*>(p), v);
+    else store16(p, v);
+  };
+  int64_t x = 0;
+  for (; x + V <= w; x += V) {
+    E* h = hi + x * RW;
+    if constexpr (RW == 2) {
+      if (to_low) {
+        __m128i a, b;
+        split_even_odd<B>(load16(h), load16(h + V), &a, &b);
+        store16(lo[0] + x, a), store16(lo[1] + x, b);
+      } else {
+        const __m128i a = load16(lo[0] + x), b = load16(lo[1] + x);
+        put(h, unpack_low<B>(a, b)), put(h + V, unpack_high<B>(a, b));
+      }
+    } else if (to_low) {  // even elements are rows 0 and 2 interleaved, odd ones rows 1 and 3
+      __m128i e0, o0, e1, o1, r[4];
+      split_even_odd<B>(load16(h), load16(h + V), &e0, &o0);
+      split_even_odd<B>(load16(h + 2 * V), load16(h + 3 * V), &e1, &o1);
+      split_even_odd<B>(e0, e1, &r[0], &r[2]);
+      split_even_odd<B>(o0, o1, &r[1], &r[3]);
+      for (int j = 0; j < 4; ++j) store16(lo[j] + x, r[j]);
+    } else {
+      const __m128i a = load16(lo[0] + x), b = load16(lo[1] + x), c = load16(lo[2] + x), d = load16(lo[3] + x);
+      const __m128i ac0 = unpack_low<B>(a, c), ac1 = unpack_high<B>(a, c);
+      const __m128i bd0 = unpack_low<B>(b, d), bd1 = unpack_high<B>(b, d);
+      put(h, unpack_low<B>(ac0, bd0)), put(h + V, unpack_high<B>(ac0, bd0));
+      put(h + 2 * V, unpack_low<B>(ac1, bd1)), put(h + 3 * V, unpack_high<B>(ac1, bd1));
+    }
+  }
+  return x;
+}
+#endif
+
+template <typename E, int RW>
+constexpr bool has_vector_interleave() {
+#if defined(SPX_SSE2)
+  return (RW == 2 || RW == 4) && (sizeof(E) == 1 || sizeof(E) == 2 || sizeof(E) == 4 || sizeof(E) == 8);
+#else
+  return false;
+#endif
+}
+
+template <typename E, int RW, bool Streamed = false>
+void interleave_fixed(E* hi, E* const* lo, int64_t w, bool to_low) {
+#if defined(SPX_SSE2)
+  if constexpr (has_vector_interleave<E, RW>()) {
+    const int64_t done = interleave_vectors<E, RW, Streamed>(hi, lo, w, to_low);
+    E* rest[RW];
+    for (int j = 0; j < RW; ++j) rest[j] = lo[j] + done;
+    return interleave_fixed_scalar<E, RW>(hi + done * RW, rest, w - done, to_low);
+  }
+#endif
+  interleave_fixed_scalar<E, RW>(hi, lo, w, to_low);
 }
 
 // Moves `w` groups of `rw` elements between one interleaved row and rw separate rows.
@@ -85,6 +187,10 @@ void interleave_rows(E* hi, E* const* lo, int64_t w, int64_t rw, bool to_low) {
 // fences once after all its rows (a fence per row would wait for each row to reach memory).
 template <typename E>
 void interleave_rows_streaming(E* hi, E* const* lo, int64_t w, int64_t rw) {
+  if (reinterpret_cast<uintptr_t>(hi) % 16 == 0) {  // factors 2 and 4 go straight out of the registers
+    if (rw == 2 && has_vector_interleave<E, 2>()) return interleave_fixed<E, 2, true>(hi, lo, w, false);
+    if (rw == 4 && has_vector_interleave<E, 4>()) return interleave_fixed<E, 4, true>(hi, lo, w, false);
+  }
   constexpr int64_t kChunkBytes = 4096, kMaxFactor = 16;
   if (rw > kMaxFactor || rw * int64_t(sizeof(E)) > kChunkBytes) return interleave_rows(hi, lo, w, rw, false);
   alignas(16) E chunk[kChunkBytes / sizeof(E)];

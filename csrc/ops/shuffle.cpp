@@ -36,6 +36,8 @@ void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
   // A "row" is one high-resolution row: (b, c, zd, zh) channels first, (b, zd, zh) channels last.
   const int64_t rows = a.batch * (a.channels_last ? 1 : C) * hi_d * hi_h;
   const int threads = rows * W * rw * (a.channels_last ? C : 1) < kSerialElements ? 1 : a.threads;
+  const bool streamed = !a.to_low && !a.channels_last && rows * W * rw * int64_t(sizeof(E)) >= kStreamingBytes &&
+                        W * rw * int64_t(sizeof(E)) >= kStreamingRowBytes;
   parallel_region(threads, [&](int tid, int count) {
     int64_t begin, end;
     split_range(rows, tid, count, &begin, &end);
@@ -49,7 +51,8 @@ void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
         const int64_t b = outer / C, c = outer % C;
         for (int64_t j = 0; j < rw; ++j)
           lo_rows[size_t(j)] = lo + (b * C * R + low_channel(a, c, sub0 + j)) * volume(a.low) + low_pixel;
-        interleave_rows(hi + row * W * rw, lo_rows.data(), W, rw, a.to_low);
+        if (streamed) interleave_rows_streaming(hi + row * W * rw, lo_rows.data(), W, rw);
+        else interleave_rows(hi + row * W * rw, lo_rows.data(), W, rw, a.to_low);
         continue;
       }
       const int64_t step = a.dcr ? 1 : R;  // distance between consecutive c on the low side
@@ -67,6 +70,7 @@ void shuffle_rows(const ShuffleArgs& a, const E* src, E* dst) {
         }
       }
     }
+    if (streamed) streaming_fence();
   });
 }
 
