@@ -63,6 +63,18 @@ def test_stride_kernel_grid(rng, dtype, stride, kernel) -> None:
                        conv_out_len(8, kernel[1], stride[1], 1, 0, 0))
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 7, 8, 9, 16, 17, 33, 40], ids=str)
+@pytest.mark.parametrize("stride", [2, 3, 4, 5, 17], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_strided_rows_of_every_width_and_padding(rng, dtype, stride, width) -> None:
+    """Channels-first frames split each input row by the column stride (vector code for whole
+    groups, element by element at the ends): every width, phase of the padding and stride."""
+    for pad in range(4):
+        if width + 2 * pad < 3:
+            continue
+        run(rng, n=1, c_in=2, c_out=3, hw=(3, width), kernel=(1, 3), dtype=dtype, stride=(1, stride), padding=(0, pad))
+
+
 @pytest.mark.parametrize("hw", [(1, 1), (5, 5), (6, 7), (8, 3)], ids=str)
 @pytest.mark.parametrize("kernel, dilation", [((1, 1), 1), ((2, 2), 1), ((3, 2), 1), ((4, 5), 1), ((3, 3), (2, 3)),
                                               ((2, 3), 2)], ids=str)

@@ -278,10 +278,31 @@ int64_t unit_tiles(const ConvPlan& plan, size_t u) {
   return plan.pack.tiles_first[b + 1] - plan.pack.tiles_first[b];
 }
 
+// Bytes of frame rows a block of rowvec rows may read: half the smallest L2 cache we run on
+// (512 KiB per core on AMD Zen 2 and 3), so the block's reads stay there for all its tiles.
+constexpr int64_t kBlockFrameBytes = int64_t(256) << 10;
+
+// Rows per block: the frame rows one more output row reads (its row stride in each channel
+// of the group, times the distinct depths its taps read) against kBlockFrameBytes.
+int64_t block_rows(const ConvPlan& plan, size_t element_bytes) {
+  const ConvProblem& p = plan.problem;
+  int64_t row_bytes = 1;
+  for (const Phase& ph : p.phases) {
+    std::vector<int64_t> depths;
+    for (const Tap& t : ph.taps) depths.push_back(t.offset[0]);
+    std::sort(depths.begin(), depths.end());
+    const int64_t distinct = std::unique(depths.begin(), depths.end()) - depths.begin();
+    const double bytes = double(p.in_channels_per_group()) * double(plan.frame.row_len) * double(element_bytes) *
+                         double(p.stride[1]) * double(std::max<int64_t>(1, distinct));
+    row_bytes = std::max(row_bytes, static_cast<int64_t>(std::min(bytes, double(kBlockFrameBytes))));
+  }
+  return std::max<int64_t>(1, kBlockFrameBytes / row_bytes);
+}
+
 // Several rows per task reuse each weight panel over more pixels; about 16 tasks per thread
 // keep the static split balanced. Problems with too few rows for that (1-D, small images) also
 // split their channel tiles across tasks. Results do not depend on the split.
-void split_tasks(ConvPlan* plan, int threads) {
+void split_tasks(ConvPlan* plan, const TileShapes& k, int threads) {
   const ConvProblem& p = plan->problem;
   const Units& units = plan->units;
   plan->threads = plan->macs < kSerialMacs ? 1 : threads;
@@ -299,6 +320,7 @@ void split_tasks(ConvPlan* plan, int threads) {
   if (plan->threads > 1 && row_tasks < wanted) plan->task_tiles = ceil_div(max_tiles, ceil_div(wanted, std::max<int64_t>(1, row_tasks)));
   // Tasks larger than a whole unit of one image take several images instead.
   plan->task_images = std::max<int64_t>(1, std::min(p.batch, plan->task_rows / max_rows));
+  plan->block_rows = plan->family == Family::kChanvec ? plan->task_rows : block_rows(*plan, k.element_bytes);
   plan->first_task.assign(units.blocks.size() + 1, 0);
   for (size_t u = 0; u < units.blocks.size(); ++u) {
     const int64_t rows = p.phases[p.blocks[units.blocks[u][0]].phase].rows();
@@ -337,7 +359,7 @@ ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads) {
   lay_out_frame(&plan, tiles);
   reduction_offsets(&plan);
   lay_out_blocks(&plan);
-  split_tasks(&plan, threads);
+  split_tasks(&plan, tiles, threads);
   return plan;
 }
 

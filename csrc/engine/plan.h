@@ -17,11 +17,12 @@ enum class Family { kChanvec, kRowvec, kRowvec1 };
 // The register-tile shapes of the microkernel table in use.
 struct TileShapes {
   size_t lanes, rowvec_mr, rowvec_nr, rowvec1_nr, chanvec_mr, chanvec_nr;
+  size_t element_bytes;  // of the compute type
 };
 
 template <typename T, typename Y>
 TileShapes tile_shapes(const ConvKernels<T, Y>& k) {
-  return {k.lanes, k.rowvec_mr, k.rowvec_nr, k.rowvec1_nr, k.chanvec_mr, k.chanvec_nr};
+  return {k.lanes, k.rowvec_mr, k.rowvec_nr, k.rowvec1_nr, k.chanvec_mr, k.chanvec_nr, sizeof(T)};
 }
 
 // Phases whose outputs interleave along the innermost axis (polyphase phases r = 0..S-1 of
@@ -85,6 +86,9 @@ struct ConvPlan {
   // (a unit's tasks run through its row chunks first, then its tile chunks; a task runs its
   // images inside each tile, so small images share the tile's weights while they are in cache).
   int64_t task_rows = 1, task_tiles = 1, task_images = 1, tasks_per_image = 0, tasks = 0;
+  // Rowvec tasks run their rows in blocks of block_rows, every tile over a block before the
+  // next: the frame rows one block reads stay in the L2 cache for all the tiles.
+  int64_t block_rows = 1;
   std::vector<int64_t> first_task;  // per unit, plus the total at the end
   int64_t buffer_row = 0, buffer_len = 0;  // per-thread row buffers of buffered units
 };

@@ -182,6 +182,12 @@ void interleave_rows(E* hi, E* const* lo, int64_t w, int64_t rw, bool to_low) {
   }
 }
 
+// lo[j][x] = hi[x*rw + j]: interleave_rows in the reading direction, which leaves hi as it is.
+template <typename E>
+void deinterleave_rows(const E* hi, E* const* lo, int64_t w, int64_t rw) {
+  interleave_rows(const_cast<E*>(hi), lo, w, rw, true);
+}
+
 // interleave_rows(hi, lo, w, rw, false) with hi written by non-temporal stores: a chunk at a
 // time interleaved in a buffer that stays in the L1 cache, then streamed out. The caller
 // fences once after all its rows (a fence per row would wait for each row to reach memory).

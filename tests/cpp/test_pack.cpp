@@ -14,7 +14,7 @@ namespace {
 using spx::Family;
 
 // The AVX2 float tile shapes: rowvec MR = 4, chanvec NR = 16 (as in test_plan.cpp).
-const spx::TileShapes kTiles{8, 4, 24, 32, 6, 16};
+const spx::TileShapes kTiles{8, 4, 24, 32, 6, 16, 4};
 
 spx::ConvPlan plan_of(const ConvCase& c) { return spx::plan_conv(describe_problem(c), kTiles, 1); }
 

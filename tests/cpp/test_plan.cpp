@@ -15,7 +15,7 @@ using P = std::vector<ptrdiff_t>;
 using I = std::vector<int64_t>;
 
 // lanes, rowvec MR x NR, rowvec1 NR, chanvec MR x NR
-const spx::TileShapes kTiles{8, 4, 24, 32, 6, 16};
+const spx::TileShapes kTiles{8, 4, 24, 32, 6, 16, 4};
 
 spx::ConvPlan plan_of(const ConvCase& c, int threads, const spx::TileShapes& tiles = kTiles) {
   return spx::plan_conv(describe_problem(c), tiles, threads);
