@@ -59,19 +59,12 @@ void interleave_fixed_scalar(E* hi, E* const* lo, int64_t w, bool to_low) {
 #if defined(SPX_SSE2)
 // 16 bytes of 1-, 2-, 4- or 8-byte elements: the low / high halves of a and b interleaved,
 // and back (even / odd elements of the 32 bytes lo:hi). Bits are moved, never converted.
-template <size_t Bytes>
-inline __m128i unpack_low(__m128i a, __m128i b) {
-  if constexpr (Bytes == 1) return _mm_unpacklo_epi8(a, b);
-  else if constexpr (Bytes == 2) return _mm_unpacklo_epi16(a, b);
-  else if constexpr (Bytes == 4) return _mm_unpacklo_epi32(a, b);
-  else return _mm_unpacklo_epi64(a, b);
-}
-template <size_t Bytes>
-inline __m128i unpack_high(__m128i a, __m128i b) {
-  if constexpr (Bytes == 1) return _mm_unpackhi_epi8(a, b);
-  else if constexpr (Bytes == 2) return _mm_unpackhi_epi16(a, b);
-  else if constexpr (Bytes == 4) return _mm_unpackhi_epi32(a, b);
-  else return _mm_unpackhi_epi64(a, b);
+template <size_t Bytes, bool High>
+inline __m128i unpack(__m128i a, __m128i b) {
+  if constexpr (Bytes == 1) return High ? _mm_unpackhi_epi8(a, b) : _mm_unpacklo_epi8(a, b);
+  else if constexpr (Bytes == 2) return High ? _mm_unpackhi_epi16(a, b) : _mm_unpacklo_epi16(a, b);
+  else if constexpr (Bytes == 4) return High ? _mm_unpackhi_epi32(a, b) : _mm_unpacklo_epi32(a, b);
+  else return High ? _mm_unpackhi_epi64(a, b) : _mm_unpacklo_epi64(a, b);
 }
 template <size_t Bytes>
 inline void split_even_odd(__m128i lo, __m128i hi, __m128i* even, __m128i* odd) {
@@ -115,7 +108,7 @@ int64_t interleave_vectors(E* hi, E* const* lo, int64_t w, bool to_low) {
         store16(lo[0] + x, a), store16(lo[1] + x, b);
       } else {
         const __m128i a = load16(lo[0] + x), b = load16(lo[1] + x);
-        put(h, unpack_low<B>(a, b)), put(h + V, unpack_high<B>(a, b));
+        put(h, unpack<B, false>(a, b)), put(h + V, unpack<B, true>(a, b));
       }
     } else if (to_low) {  // even elements are rows 0 and 2 interleaved, odd ones rows 1 and 3
       __m128i e0, o0, e1, o1, r[4];
@@ -126,10 +119,10 @@ int64_t interleave_vectors(E* hi, E* const* lo, int64_t w, bool to_low) {
       for (int j = 0; j < 4; ++j) store16(lo[j] + x, r[j]);
     } else {
       const __m128i a = load16(lo[0] + x), b = load16(lo[1] + x), c = load16(lo[2] + x), d = load16(lo[3] + x);
-      const __m128i ac0 = unpack_low<B>(a, c), ac1 = unpack_high<B>(a, c);
-      const __m128i bd0 = unpack_low<B>(b, d), bd1 = unpack_high<B>(b, d);
-      put(h, unpack_low<B>(ac0, bd0)), put(h + V, unpack_high<B>(ac0, bd0));
-      put(h + 2 * V, unpack_low<B>(ac1, bd1)), put(h + 3 * V, unpack_high<B>(ac1, bd1));
+      const __m128i ac0 = unpack<B, false>(a, c), ac1 = unpack<B, true>(a, c);
+      const __m128i bd0 = unpack<B, false>(b, d), bd1 = unpack<B, true>(b, d);
+      put(h, unpack<B, false>(ac0, bd0)), put(h + V, unpack<B, true>(ac0, bd0));
+      put(h + 2 * V, unpack<B, false>(ac1, bd1)), put(h + 3 * V, unpack<B, true>(ac1, bd1));
     }
   }
   return x;
