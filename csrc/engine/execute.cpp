@@ -65,12 +65,12 @@ void place_phase_columns(const FrameLayout& fl, const S* src, int64_t xs, int64_
   const int64_t phases = fl.col_phases, per_phase = fl.cols_per_phase;
   int64_t j = 0;
   if constexpr (std::is_same<S, T>::value) {
-    if (xs == 1 && step == 1 && phases > 1) {
+    if (xs == 1 && step == 1 && phases > 1 && phases <= kMaxFramePhases) {
       const int64_t head = std::min(n, (phases - pad % phases) % phases);
       for (; j < head; ++j) dst[((pad + j) % phases) * per_phase + (pad + j) / phases] = src[j];
       const int64_t groups = (n - j) / phases, first = (pad + j) / phases;
       T* rows[kMaxFramePhases];
-      if (groups > 0 && phases <= kMaxFramePhases) {
+      if (groups > 0) {
         for (int64_t q = 0; q < phases; ++q) rows[q] = dst + q * per_phase + first;
         deinterleave_rows(src + j, rows, groups, phases);
         j += groups * phases;

@@ -80,8 +80,8 @@ inline void split_even_odd(__m128i lo, __m128i hi, __m128i* even, __m128i* odd) 
     *even = _mm_castps_si128(_mm_shuffle_ps(l, h, _MM_SHUFFLE(2, 0, 2, 0)));
     *odd = _mm_castps_si128(_mm_shuffle_ps(l, h, _MM_SHUFFLE(3, 1, 3, 1)));
   } else {
-    *even = _mm_unpacklo_epi64(lo, hi);
-    *odd = _mm_unpackhi_epi64(lo, hi);
+    *even = unpack<8, false>(lo, hi);
+    *odd = unpack<8, true>(lo, hi);
   }
 }
 

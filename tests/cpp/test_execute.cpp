@@ -167,6 +167,31 @@ TEST_CASE(execute_bit_identical_across_thread_counts) {
   }
 }
 
+TEST_CASE(execute_row_blocks_change_no_result) {
+  // Rowvec tasks run their rows in blocks (every tile over a block before the next): any block
+  // size gives the same bits as one block per task, which the reference checks above.
+  int rowvec_cases = 0;
+  for (const ConvCase& c : threaded_cases()) {
+    const spx::ConvPlan plan = spx::plan_conv(describe_problem(c), spx::tile_shapes(spx::kernels_for<float>()), 1);
+    if (plan.family == spx::Family::kChanvec) continue;
+    ++rowvec_cases;
+    const std::vector<float> x = random_values<float>(input_count(c), 1), w = random_values<float>(weight_count(c), 2);
+    const std::vector<float> b = random_values<float>(bias_count(c), 3);
+    const auto packed = spx::pack_weights(plan, w.data(), b.data(), 1);
+    auto run_blocks = [&](int64_t block_rows) {
+      spx::ConvPlan blocked = plan;
+      blocked.block_rows = block_rows;
+      std::vector<float> y(size_t(output_count(c)));
+      spx::execute_conv(blocked, *packed, x.data(), y.data(), kNoActivationF);
+      return y;
+    };
+    const std::vector<float> whole = run_blocks(plan.task_rows);
+    for (int64_t rows : {int64_t(1), int64_t(2), int64_t(5)})
+      CHECK_MSG(bit_identical(whole, run_blocks(rows)), describe(c) << " in blocks of " << rows << " rows");
+  }
+  CHECK(rowvec_cases >= 2);
+}
+
 TEST_CASE(execute_fused_activations) {
   const std::vector<ConvCase> shapes = odd_shapes(), threaded = threaded_cases();
   std::vector<ConvCase> cases(shapes.begin(), shapes.begin() + 20);  // conv and some transposed, both layouts

@@ -251,6 +251,25 @@ TEST_CASE(plan_sizes_3d_buffered_rowvec) {
   CHECK(p.first_task == (I{0, 6, 12, 18, 24}));
 }
 
+TEST_CASE(plan_blocks_rowvec_rows_by_the_frame_they_read) {
+  // conv2d 32->4 k3 channels first on 64x512: one more output row reads a new row of 514
+  // floats in each of 32 channels, 65792 bytes; 3 rows fit in 256 KiB, fewer than a task's 4.
+  Geometry g;
+  g.batch = 1, g.in_channels = 32, g.out_channels = 4;
+  g.in = {64, 512}, g.kernel = {3, 3}, g.pad = {1, 1};
+  const spx::ConvPlan p = plan_of(make_case("conv2d 32->4", Op::kConv, g, false), 1);
+  CHECK(p.family == Family::kRowvec);
+  CHECK_EQ(p.frame.row_len, 514);
+  CHECK_EQ(p.task_rows, 4);
+  CHECK_EQ(p.block_rows, 3);
+  // With stride 2 (the input gradient of a stride-2 transposed convolution) a row reads two.
+  g.stride = {2, 2};
+  CHECK_EQ(plan_of(make_case("conv2d 32->4 s2", Op::kConv, g, false), 1).block_rows, 1);
+  // Chanvec tasks are one block.
+  const spx::ConvPlan c = plan_of(conv2d_many_channels_last(), 1);
+  CHECK_EQ(c.block_rows, c.task_rows);
+}
+
 TEST_CASE(plan_family_follows_layout) {
   const spx::KernelTable& k = spx::kernels();
   for (const spx::TileShapes& tiles : {kTiles, spx::tile_shapes(k.f32), spx::tile_shapes(k.f64)}) {
