@@ -264,8 +264,13 @@ def test_every_supported_level_matches_the_oracle() -> None:
 
 
 # The weight gradient's reduction runs in chunks of 4096 steps (taps x images): shapes with
-# several chunks, windows that start in the padding, and chunks that read padding only.
+# several chunks, windows that start in the padding, and chunks that read padding only; a
+# frame over a million elements (its images are the channels, one element apart channels
+# last: the frame is not sparse); taps far apart, whose frame would be (summed by definition).
 CHUNKED = [
+    ("conv_transpose", 2, dict(n=1, c_in=8, c_out=70, spatial=(64, 64), kernel=(4, 4)), dict(stride=2, padding=1)),
+    ("conv", 3, dict(n=1, c_in=30, c_out=2, spatial=(3, 3, 3), kernel=(2, 2, 2)),
+     dict(stride=50, dilation=100, padding=100)),
     ("conv", 2, dict(n=3, c_in=2, c_out=3, spatial=(40, 37), kernel=(3, 3)), dict(padding=2, dilation=(2, 1))),
     ("conv_transpose", 2, dict(n=1, c_in=3, c_out=2, spatial=(70, 61), kernel=(4, 3)), dict(stride=2, padding=1)),
     ("conv", 1, dict(n=2, c_in=2, c_out=2, spatial=(5000,), kernel=(5,)), dict(stride=2, padding=(3,), dilation=3)),
@@ -276,10 +281,13 @@ CHUNKED = [
 
 
 @pytest.mark.parametrize("kind,rank,shapes,kwargs", CHUNKED)
-def test_weight_gradient_in_chunks(kind: str, rank: int, shapes: Dict[str, Any], kwargs: Dict[str, Any]) -> None:
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_weight_gradient_in_chunks(kind: str, rank: int, shapes: Dict[str, Any], kwargs: Dict[str, Any],
+                                   channels_last: bool) -> None:
     rng = np.random.default_rng(11)
-    x, w, _ = nd_conv_inputs(rng, kind=kind, bias=False, **shapes)
+    x, w, _ = nd_conv_inputs(rng, kind=kind, bias=False, channels_last=channels_last, **shapes)
     forward, backward, _ = _forward_and_backward(kind, rank)
+    kwargs = dict(kwargs, layout=layout_of(dict(rank=rank, channels_last=channels_last)))
     gy = _grad_output(rng, forward, x, w, np.float64, **kwargs)
     mask = dict(output_mask=(False, True, False))
     _check(kind, rank, gy, x, w, np.dtype(np.float64), dict(kwargs, **mask), dict(num_threads=2))

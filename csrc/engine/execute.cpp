@@ -117,9 +117,12 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
   // Chanvec: two columns in the frame bound the step by the (checked) row length; one needs
   // none. (Rowvec frames place columns by phase and never use it.)
   const int64_t d_step = chanvec && in_cols > 1 ? f.step[2] * p.in_channels : p.in_channels;
+  // A pixel's channels are contiguous in x (always so for one channel: the weight gradients'
+  // frames have one image per channel).
+  const bool pixel_contiguous = p.x.c == 1 || p.in_channels == 1;
   // Whether a row's input is one run of the frame row: then only the padding around it is
   // zeroed (rather than the whole row before the copy: a second pass over the frame).
-  const bool one_run = in_cols > 0 && (chanvec ? p.x.c == 1 && d_step == p.in_channels && xs == p.in_channels
+  const bool one_run = in_cols > 0 && (chanvec ? pixel_contiguous && d_step == p.in_channels && xs == p.in_channels
                                : fl.col_phases == 1 && f.step[2] == 1 && xs == 1);
   const int64_t run_first = !one_run ? 0 : chanvec ? pad * p.in_channels : pad;
   const int64_t run_len = !one_run ? 0 : chanvec ? in_cols * p.in_channels : in_cols;
@@ -140,7 +143,7 @@ void build_frame(const ConvPlan& plan, const S* x, T* frame, int64_t begin, int6
     src += skip * xs;
     if (chanvec) {
       T* d = dst + pad * p.in_channels;
-      if (p.x.c == 1) {
+      if (pixel_contiguous) {
         for (int64_t j = 0; j < in_cols; ++j) copy_run(src + j * xs, d + j * d_step, p.in_channels);
       } else {  // channel-major input: each channel's row read contiguously, a block of
         // columns at a time so that the frame pixels being filled stay in the L1 cache

@@ -335,13 +335,15 @@ void split_tasks(ConvPlan* plan, const TileShapes& k, int threads) {
 }
 
 // Whether the frame of a (trimmed) single-phase problem would be much larger than its input
-// and output together (estimated in floating point: it may not even fit in 64 bits).
+// and output together (estimated in floating point: it may not even fit in 64 bits). The
+// element counts come from the sizes, not from the image strides: a weight gradient's images
+// are the channels of one tensor, one element apart in a channels-last layout.
 bool sparse_frame(const ConvProblem& p) {
   if (p.phases.size() != 1) return false;
-  double frame = double(p.batch) * double(p.in_channels);
-  for (int64_t size : p.frame.size) frame *= double(size);
-  const double arrays = double(p.batch) * (double(p.x.n) + double(p.y.n));
-  return frame > 8 * arrays + double(1 << 20);
+  double frame = double(p.batch) * double(p.in_channels), input = frame, outputs = 0;
+  for (size_t a = 0; a < kMaxRank; ++a) frame *= double(p.frame.size[a]), input *= double(p.in[a]);
+  for (const Block& b : p.blocks) outputs += double(b.out_offsets.size()) * double(volume(p.phases[b.phase].count));
+  return frame > 8 * (input + double(p.batch) * outputs) + double(1 << 20);
 }
 
 }  // namespace

@@ -156,8 +156,13 @@ void conv_weight_grad(const ConvShape& s, const T* x, const T* grad_y, T* grad_w
     // The plan does not depend on the group; only where its data lives does.
     const ConvPlan plan = plan_conv(describe_weight_grad(c.shape, xs, gy), tile_shapes(kernels_for<T>()), threads);
     for (int64_t g = 0; g < s.groups; ++g) {
-      const auto packed = pack_weights<T>(plan, grad_y + c.grad_y_offset + g * cg_out * gy.c, nullptr, plan.threads);
-      execute_conv(plan, *packed, x + c.x_offset + g * cg_in * xs.c, part.data(), none);
+      const T* group_x = x + c.x_offset + g * cg_in * xs.c;
+      const T* group_grad_y = grad_y + c.grad_y_offset + g * cg_out * gy.c;
+      if (plan.by_definition) {  // taps far apart (a huge dilation): no frame
+        execute_by_definition(plan, group_x, group_grad_y, static_cast<const T*>(nullptr), part.data(), none);
+      } else {
+        execute_conv(plan, *pack_weights<T>(plan, group_grad_y, nullptr, plan.threads), group_x, part.data(), none);
+      }
       accumulate(grad_weight + g * per_group, part.data(), per_group, plan.threads);
     }
   }
