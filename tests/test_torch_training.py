@@ -73,6 +73,25 @@ def test_matches_torch_autograd(case: Any, channels_last: bool) -> None:
         assert grads[0].movedim(1, -1).is_contiguous()
 
 
+@pytest.mark.parametrize("transposed", [True, False])
+def test_channels_last_layer_of_realistic_size(transposed: bool) -> None:
+    """A super-resolution layer's training step on channels_last tensors: frames of over a
+    million elements, as a real model's (small shapes do not reach them)."""
+    ours, theirs = _functions(2, transposed)
+    x = torch.randn(1, 64, 64, 64).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(64, 64, 4, 4) / 32, torch.randn(64)
+    results = []
+    for fn in (ours, theirs):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        y = fn(*leaves, stride=2, padding=1)
+        y.backward(torch.linspace(-1, 1, y.numel()).reshape(y.shape))
+        results.append((y, [leaf.grad for leaf in leaves]))
+    (y, grads), (y_ref, grads_ref) = results
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-3 * float(g_ref.abs().max()))
+
+
 def _op_args(rank: int, transposed: bool, xs: Any, ws: Any, kwargs: Dict[str, Any], bias: bool) -> Tuple[Any, ...]:
     """The registered op's arguments for one case (as the wrapper computes them)."""
     _, geometry = spt._parse_geometry(
