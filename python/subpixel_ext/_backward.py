@@ -103,8 +103,10 @@ _DOC = """Gradients of :func:`{name}`: ``(grad_input, grad_weight, grad_bias)``.
     Returns
     -------
     tuple
-        grad_input shaped like x, grad_weight like weight, grad_bias ``(C_out,)``; float32 if every
-        input is float16/float32, else float64.
+        grad_input shaped like x, grad_weight like weight, grad_bias ``(C_out,)``, in the dtype
+        the forward op would return for these inputs: float16 (bfloat16) if all three are float16
+        (bfloat16), computed in float32 and rounded once; float64 if any is float64, an integer or
+        a bool; float32 otherwise.
 """
 
 _Fn = Callable[..., Gradients]
