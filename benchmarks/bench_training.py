@@ -10,6 +10,10 @@ samples, a warmup, then rotating rounds) on the same tensors:
 * grad_weight / grad_input: the backward kernels alone, ours (the NumPy backward API) against
   ``torch.ops.aten.convolution_backward`` with the same output mask.
 
+Each in both memory layouts (``--layouts``): channels first, and channels last (torch's
+``channels_last`` / ``channels_last_3d`` tensors, NHWC / NDHWC arrays for the NumPy API; 1-D
+workloads have no torch channels-last format and run channels first only).
+
 Ratios are PyTorch's median time over ours (> 1: ours is faster). The weight gradient's GFLOP/s
 (2 x its useful multiply-adds per second) is compared with the FMA peak measured in the process.
 """
@@ -37,16 +41,34 @@ PAIRS = (("fwd+bwd", "ours fwd+bwd", "torch fwd+bwd"), ("grad_weight", "ours gra
          ("grad_input", "ours grad_input", "torch grad_input"))
 
 
-def _tensors(torch: Any, w: Workload) -> Dict[str, Any]:
+LAYOUTS = ("first", "last")
+CHANNELS_LAST_FORMATS = {2: "channels_last", 3: "channels_last_3d"}
+NUMPY_LAYOUTS = {(1, "first"): "NCL", (2, "first"): "NCHW", (3, "first"): "NCDHW", (2, "last"): "NHWC",
+                 (3, "last"): "NDHWC"}
+
+
+def _tensors(torch: Any, w: Workload, layout: str) -> Dict[str, Any]:
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.uniform(-1, 1, w.in_shape).astype(np.float32))
     weight = torch.from_numpy(rng.uniform(-1, 1, w.weight_shape).astype(np.float32))
     bias = torch.from_numpy(rng.uniform(-1, 1, w.out_shape[1]).astype(np.float32))
     grad = torch.from_numpy(rng.uniform(-1, 1, w.out_shape).astype(np.float32))
+    if layout == "last":
+        fmt = getattr(torch, CHANNELS_LAST_FORMATS[w.dims])
+        x, grad = x.contiguous(memory_format=fmt), grad.contiguous(memory_format=fmt)
     return dict(x=x, weight=weight, bias=bias, grad=grad)
 
 
-def _training_calls(torch: Any, w: Workload, t: Dict[str, Any]) -> Dict[str, Callable[[], Any]]:
+def _numpy_arrays(t: Dict[str, Any], layout: str) -> Dict[str, np.ndarray]:
+    """The tensors as arrays in the layout's memory order (channels last: N, spatial..., C)."""
+    arrays = {k: v.numpy() for k, v in t.items() if k in ("weight", "bias")}
+    for k in ("x", "grad"):
+        v = t[k]
+        arrays[k] = v.movedim(1, -1).numpy() if layout == "last" else v.numpy()
+    return arrays
+
+
+def _training_calls(torch: Any, w: Workload, t: Dict[str, Any], layout: str) -> Dict[str, Callable[[], Any]]:
     import subpixel_ext.torch as spt
 
     rank = w.dims
@@ -62,11 +84,13 @@ def _training_calls(torch: Any, w: Workload, t: Dict[str, Any]) -> Dict[str, Cal
             return [leaf.grad for leaf in leaves.values()]
         return call
 
-    arrays = {k: v.numpy() for k, v in t.items()}
+    arrays = _numpy_arrays(t, layout)
     ours_backward = getattr(spx, f"conv_transpose{rank}d_backward")
+    numpy_layout = NUMPY_LAYOUTS[(rank, layout)]
 
     def ours(mask: Tuple[bool, bool, bool]) -> Callable[[], Any]:
-        return lambda: ours_backward(arrays["grad"], arrays["x"], arrays["weight"], output_mask=mask, **kwargs)
+        return lambda: ours_backward(arrays["grad"], arrays["x"], arrays["weight"], output_mask=mask,
+                                     layout=numpy_layout, **kwargs)
 
     def theirs(mask: List[bool]) -> Callable[[], Any]:
         return lambda: torch.ops.aten.convolution_backward(
@@ -86,17 +110,18 @@ def _check(torch: Any, calls: Dict[str, Callable[[], Any]]) -> float:
     return max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(ours, theirs))
 
 
-def run_workload(torch: Any, w: Workload, threads: int, peak: float, repeats: int) -> Dict[str, Any]:
+def run_workload(torch: Any, w: Workload, layout: str, threads: int, peak: float, repeats: int) -> Dict[str, Any]:
     torch.set_num_threads(threads)
     spx.set_num_threads(threads)
-    calls = _training_calls(torch, w, _tensors(torch, w))
+    calls = _training_calls(torch, w, _tensors(torch, w, layout), layout)
     error = _check(torch, calls)
     contenders = [Contender(name, "ours" if name.startswith("ours") else "peer", [Variant("NC", call, None)])
                   for name, call in calls.items()]
     with quiet_gc():
         timings = measure(contenders, repeats, SAMPLE_SECONDS, SETTLE_SECONDS if threads > 1 else 0.0)
     times = {t.contender.name: (t.minimum, t.median) for t in timings}
-    row: Dict[str, Any] = {"workload": w.name, "threads": threads, "max_rel_grad_error": error,
+    row: Dict[str, Any] = {"workload": w.name, "layout": NUMPY_LAYOUTS[(w.dims, layout)], "threads": threads,
+                           "max_rel_grad_error": error,
                            "ms": {k: {"min": v[0] * 1e3, "median": v[1] * 1e3} for k, v in times.items()}}
     row["ratios"] = {label: times[theirs][1] / times[ours][1] for label, ours, theirs in PAIRS}
     gflops = w.useful_flop / times["ours grad_weight"][1] * 1e-9
@@ -107,13 +132,13 @@ def run_workload(torch: Any, w: Workload, threads: int, peak: float, repeats: in
 
 
 def format_rows(rows: Sequence[Dict[str, Any]], peaks: Dict[int, float]) -> str:
-    head = (f"{'workload':<13}{'thr':>4}{'ours f+b ms':>13}{'torch f+b ms':>14}{'ratio':>7}{'gw ratio':>10}"
+    head = (f"{'workload':<13}{'layout':<7}{'thr':>4}{'ours f+b ms':>13}{'torch f+b ms':>14}{'ratio':>7}{'gw ratio':>10}"
             f"{'gi ratio':>10}{'gw GFLOP/s':>12}{'of peak':>9}{'torch gw':>10}{'grad err':>10}")
     lines = [head]
     for r in rows:
         ms = r["ms"]
         lines.append(
-            f"{r['workload']:<13}{r['threads']:>4}{ms['ours fwd+bwd']['median']:>13.2f}"
+            f"{r['workload']:<13}{r['layout']:<7}{r['threads']:>4}{ms['ours fwd+bwd']['median']:>13.2f}"
             f"{ms['torch fwd+bwd']['median']:>14.2f}{r['ratios']['fwd+bwd']:>7.2f}{r['ratios']['grad_weight']:>10.2f}"
             f"{r['ratios']['grad_input']:>10.2f}{r['grad_weight_gflops']:>12.1f}"
             f"{100 * r['grad_weight_fraction_of_peak']:>8.0f}%{r['torch_grad_weight_gflops']:>10.1f}"
@@ -130,6 +155,8 @@ def main(argv: Sequence[str]) -> int:
                    help=f"the workloads JSON (default {DEFAULT_WORKLOADS_FILE})")
     p.add_argument("--only", default=DEFAULT_WORKLOADS, help=f"comma-separated workloads (default {DEFAULT_WORKLOADS})")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default 1 2)")
+    p.add_argument("--layouts", default=",".join(LAYOUTS),
+                   help="comma-separated memory layouts: first (NCHW), last (NHWC) (default first,last)")
     p.add_argument("--repeats", type=int, default=REPEATS, help=f"timed rounds (default {REPEATS})")
     p.add_argument("--json", default=None, metavar="FILE", help="write every number to FILE")
     args = p.parse_args(argv)
@@ -139,14 +166,22 @@ def main(argv: Sequence[str]) -> int:
         print(f"bench_training: needs torch ({e})", file=sys.stderr)
         return 2
     workloads = select_workloads(load_workloads(args.workloads)[0], args.only)
+    layouts = args.layouts.split(",")
+    unknown = sorted(set(layouts) - set(LAYOUTS))
+    if unknown:
+        p.error(f"--layouts: unknown {', '.join(unknown)} (choose from {', '.join(LAYOUTS)})")
     peaks = {t: measure_peaks(t).active for t in args.threads}
     print(f"subpixel_ext {spx.__version__}, torch {torch.__version__}, CPU {cpu_model()} ({usable_cpus()} usable), "
           f"SIMD {spx.show_config()['simd_active']}, load average {load_average()}", flush=True)
     rows = []
     for threads in args.threads:
-        for w in workloads:
-            rows.append(run_workload(torch, w, threads, peaks[threads], args.repeats))
-            print(f"{w.name} at {threads} thread(s): ratio {rows[-1]['ratios']['fwd+bwd']:.2f}", file=sys.stderr)
+        for layout in layouts:
+            for w in workloads:
+                if (w.dims, layout) not in NUMPY_LAYOUTS:
+                    continue  # no channels-last tensors in torch for this rank
+                rows.append(run_workload(torch, w, layout, threads, peaks[threads], args.repeats))
+                print(f"{w.name} {rows[-1]['layout']} at {threads} thread(s): ratio {rows[-1]['ratios']['fwd+bwd']:.2f}",
+                      file=sys.stderr)
     print(format_rows(rows, peaks))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -140,6 +140,31 @@ void accumulate(T* into, const T* part, int64_t count, int threads) {
   });
 }
 
+// x (batch, pixels, channels) as (batch, channels, pixels), a block of pixels at a time.
+// A channels-last weight gradient reads its x this way: the engine's images are x's channels,
+// whose frame rows would otherwise gather every element a channel count apart (measured:
+// gan_decoder's weight gradient 1.3x slower channels last than first before this copy).
+constexpr int64_t kTransposePixels = 64;
+
+template <typename T>
+std::vector<T> channels_first_copy(const T* x, int64_t batch, int64_t channels, int64_t pixels, int threads) {
+  std::vector<T> out(static_cast<size_t>(checked_mul(checked_mul(batch, channels, "x"), pixels, "x")));
+  const int64_t blocks = ceil_div(pixels, kTransposePixels);
+  parallel_region(batch * channels * pixels < (int64_t(1) << 20) ? 1 : threads, [&](int tid, int nt) {
+    int64_t begin, end;
+    split_range(batch * blocks, tid, nt, &begin, &end);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t n = job / blocks, p0 = job % blocks * kTransposePixels;
+      const int64_t p1 = std::min(pixels, p0 + kTransposePixels);
+      const T* src = x + n * pixels * channels;
+      T* dst = out.data() + n * pixels * channels;
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t i = p0; i < p1; ++i) dst[c * pixels + i] = src[i * channels + c];
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 template <typename T>
@@ -148,7 +173,12 @@ void conv_weight_grad(const ConvShape& s, const T* x, const T* grad_y, T* grad_w
   const int64_t per_group = checked_mul(checked_mul(cg_out, cg_in, "grad_weight"), volume(s.kernel), "grad_weight");
   std::fill(grad_weight, grad_weight + per_group * s.groups, T(0));
   if (s.batch == 0 || per_group == 0) return;
-  const TensorStrides xs = layout_strides(s.in_channels, s.in, s.channels_last);
+  std::vector<T> x_first;
+  if (s.channels_last) {
+    x_first = channels_first_copy(x, s.batch, s.in_channels, volume(s.in), threads);
+    x = x_first.data();
+  }
+  const TensorStrides xs = layout_strides(s.in_channels, s.in, false);
   const TensorStrides gy = layout_strides(s.out_channels, s.out, s.channels_last);
   const Epilogue<T> none{Activation::kNone, T(0)};
   std::vector<T> part(static_cast<size_t>(per_group));
