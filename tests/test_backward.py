@@ -295,6 +295,22 @@ def test_weight_gradient_in_chunks(kind: str, rank: int, shapes: Dict[str, Any],
     assert np.array_equal(one, two)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_is_the_same_bits_in_either_layout(dtype: Any) -> None:
+    """Channels last, x is transposed to channels first before the same reduction: every
+    channel count around the transpose's blocks of 4, and widths that leave a remainder."""
+    rng = np.random.default_rng(13)
+    for c_in in (1, 3, 4, 5, 13):
+        for width in (1, 3, 4, 70):
+            x, w, _ = nd_conv_inputs(rng, n=2, c_in=c_in, c_out=3, spatial=(6, width), kernel=(3, 2), dtype=dtype, bias=False)
+            gy = _grad_output(rng, spx.conv_transpose2d, x, w, dtype, stride=2)
+            first = spx.conv_transpose2d_backward(gy, x, w, stride=2, output_mask=(False, True, False))[1]
+            last = spx.conv_transpose2d_backward(np.ascontiguousarray(np.moveaxis(gy, 1, -1)),
+                                                 np.ascontiguousarray(np.moveaxis(x, 1, -1)), w, stride=2,
+                                                 layout="NHWC", output_mask=(False, True, False))[1]
+            assert np.array_equal(first, last), (c_in, width)
+
+
 def test_bias_gradient_of_a_large_tensor_on_several_threads() -> None:
     """Above 2**24 elements the bias gradient runs in parallel: the same bits, the exact sum."""
     rng = np.random.default_rng(12)

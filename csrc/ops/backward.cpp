@@ -14,7 +14,12 @@
 
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 #include <vector>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 #include "../engine/execute.h"
 #include "../engine/pack.h"
@@ -146,9 +151,35 @@ void accumulate(T* into, const T* part, int64_t count, int threads) {
 // gan_decoder's weight gradient 1.3x slower channels last than first before this copy).
 constexpr int64_t kTransposePixels = 64;
 
+// dst[c * pixels + i] = src[i * channels + c] for pixels i in [p0, p1): float32 in 4x4 register
+// transposes (4 pixels' 4 channels in, 4 channels' 4 pixels out), the rest element by element.
 template <typename T>
-std::vector<T> channels_first_copy(const T* x, int64_t batch, int64_t channels, int64_t pixels, int threads) {
-  std::vector<T> out(static_cast<size_t>(checked_mul(checked_mul(batch, channels, "x"), pixels, "x")));
+void transpose_pixels(const T* src, T* dst, int64_t channels, int64_t pixels, int64_t p0, int64_t p1) {
+  int64_t c = 0;
+#if defined(__SSE2__) || defined(_M_X64)
+  if constexpr (std::is_same<T, float>::value) {
+    for (; c + 4 <= channels; c += 4) {
+      int64_t i = p0;
+      for (; i + 4 <= p1; i += 4) {
+        __m128 r0 = _mm_loadu_ps(src + i * channels + c), r1 = _mm_loadu_ps(src + (i + 1) * channels + c);
+        __m128 r2 = _mm_loadu_ps(src + (i + 2) * channels + c), r3 = _mm_loadu_ps(src + (i + 3) * channels + c);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst + c * pixels + i, r0), _mm_storeu_ps(dst + (c + 1) * pixels + i, r1);
+        _mm_storeu_ps(dst + (c + 2) * pixels + i, r2), _mm_storeu_ps(dst + (c + 3) * pixels + i, r3);
+      }
+      for (; i < p1; ++i)
+        for (int64_t l = 0; l < 4; ++l) dst[(c + l) * pixels + i] = src[i * channels + c + l];
+    }
+  }
+#endif
+  for (; c < channels; ++c)
+    for (int64_t i = p0; i < p1; ++i) dst[c * pixels + i] = src[i * channels + c];
+}
+
+// Uninitialized on purpose: every element is written.
+template <typename T>
+std::unique_ptr<T[]> channels_first_copy(const T* x, int64_t batch, int64_t channels, int64_t pixels, int threads) {
+  std::unique_ptr<T[]> out(new T[static_cast<size_t>(checked_mul(checked_mul(batch, channels, "x"), pixels, "x"))]);
   const int64_t blocks = ceil_div(pixels, kTransposePixels);
   parallel_region(batch * channels * pixels < (int64_t(1) << 20) ? 1 : threads, [&](int tid, int nt) {
     int64_t begin, end;
@@ -156,10 +187,7 @@ std::vector<T> channels_first_copy(const T* x, int64_t batch, int64_t channels, 
     for (int64_t job = begin; job < end; ++job) {
       const int64_t n = job / blocks, p0 = job % blocks * kTransposePixels;
       const int64_t p1 = std::min(pixels, p0 + kTransposePixels);
-      const T* src = x + n * pixels * channels;
-      T* dst = out.data() + n * pixels * channels;
-      for (int64_t c = 0; c < channels; ++c)
-        for (int64_t i = p0; i < p1; ++i) dst[c * pixels + i] = src[i * channels + c];
+      transpose_pixels(x + n * pixels * channels, out.get() + n * pixels * channels, channels, pixels, p0, p1);
     }
   });
   return out;
@@ -173,10 +201,10 @@ void conv_weight_grad(const ConvShape& s, const T* x, const T* grad_y, T* grad_w
   const int64_t per_group = checked_mul(checked_mul(cg_out, cg_in, "grad_weight"), volume(s.kernel), "grad_weight");
   std::fill(grad_weight, grad_weight + per_group * s.groups, T(0));
   if (s.batch == 0 || per_group == 0) return;
-  std::vector<T> x_first;
+  std::unique_ptr<T[]> x_first;
   if (s.channels_last) {
     x_first = channels_first_copy(x, s.batch, s.in_channels, volume(s.in), threads);
-    x = x_first.data();
+    x = x_first.get();
   }
   const TensorStrides xs = layout_strides(s.in_channels, s.in, false);
   const TensorStrides gy = layout_strides(s.out_channels, s.out, s.channels_last);
