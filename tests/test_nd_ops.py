@@ -217,3 +217,32 @@ def test_zero_input_channels_give_the_bias(rank: int, kind: str, channels_last: 
     assert_close(getattr(spx, f"{kind}{rank}d")(*args, **kw), expected, F64)
     layer_cls = {"conv_transpose": "ConvTranspose", "conv": "Conv", "subpixel_conv": "SubPixelConv"}[kind]
     assert_close(getattr(spx, f"{layer_cls}{rank}d")(*args[1:], **kw)(x), expected, F64)
+
+
+# Unpadded channels-last convolutions whose input is their frame (kernel == stride, 1x1, no
+# padding) read x in place: every rank, groups, batches, length-1 axes and dilation, against
+# the oracle, with x left as it was. The input gradient of a kernel == stride transposed
+# convolution (nnU-Net, U-Net) is such a convolution.
+IN_PLACE = [
+    dict(rank=1, n=3, c_in=8, c_out=6, spatial=(40,), kernel=(2,), kwargs=dict(stride=2)),
+    dict(rank=2, n=2, c_in=6, c_out=4, spatial=(9, 12), kernel=(1, 1), kwargs=dict(groups=2)),
+    dict(rank=2, n=1, c_in=32, c_out=40, spatial=(1, 17), kernel=(1, 3), kwargs=dict(dilation=2)),
+    dict(rank=3, n=2, c_in=16, c_out=34, spatial=(6, 8, 10), kernel=(2, 2, 2), kwargs=dict(stride=2)),
+    dict(rank=3, n=1, c_in=4, c_out=8, spatial=(1, 1, 33), kernel=(1, 1, 3), kwargs=dict(stride=(1, 1, 3))),
+]
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", IN_PLACE, ids=lambda c: f"{c['rank']}d-{c['kernel']}-{c['kwargs']}")
+def test_unpadded_channels_last_conv_reads_its_input_in_place(case: Dict[str, Any], dtype: np.dtype) -> None:
+    spec = {k: v for k, v in case.items() if k not in ("rank", "kwargs")}
+    rank = case["rank"]
+    x, w, b = nd_conv_inputs(np.random.default_rng(21), kind="conv", channels_last=True, dtype=dtype,
+                             groups=case["kwargs"].get("groups", 1), **spec)
+    kwargs = dict(case["kwargs"], layout=LAYOUTS[rank][1])
+    before = x.copy()
+    expected, scale = oracle(getattr(ref, f"conv{rank}d"), x, w, b, **kwargs)
+    for threads in (1, 2):
+        got = getattr(spx, f"conv{rank}d")(x, w, b, num_threads=threads, **kwargs)
+        assert_close(got, expected, dtype, scale, what=f"{case} threads={threads}")
+    assert np.array_equal(x, before)

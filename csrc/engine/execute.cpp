@@ -392,12 +392,37 @@ void run_task(TaskContext<S, T>& cx, int64_t task) {
 
 }  // namespace
 
+// x itself when it is the frame, element for element: a chanvec frame without padding or
+// inserted zeros (a kernel == stride or 1x1 convolution channels last, an unpadded one), in
+// the compute type. Chanvec tiles read no slack past the frame. Null otherwise.
+template <typename S>
+const compute_t<S>* input_as_frame(const ConvPlan& plan, const S* x) {
+  if constexpr (!std::is_same<S, compute_t<S>>::value) {
+    return nullptr;
+  } else {
+    const ConvProblem& p = plan.problem;
+    const FrameLayout& fl = plan.frame;
+    if (plan.family != Family::kChanvec || (p.x.c != 1 && p.in_channels > 1)) return nullptr;
+    // Frame strides of (n, depth, height, width), each to match x's where the axis has more than one.
+    const int64_t frame_strides[] = {fl.plane, p.in[1] * fl.row_len, fl.row_len, p.in_channels};
+    const int64_t x_strides[] = {p.x.n, p.x.spatial[0], p.x.spatial[1], p.x.spatial[2]};
+    const int64_t sizes[] = {p.batch, p.in[0], p.in[1], p.in[2]};
+    for (size_t a = 0; a < kMaxRank; ++a)
+      if (p.frame.pad[a] != 0 || p.frame.size[a] != p.in[a] || (p.frame.step[a] != 1 && p.in[a] > 1)) return nullptr;
+    for (size_t a = 0; a < 4; ++a)
+      if (sizes[a] > 1 && frame_strides[a] != x_strides[a]) return nullptr;
+    return x;
+  }
+}
+
 template <typename S>
 void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packed, const S* x, S* y,
                   const Epilogue<compute_t<S>>& epilogue) {
   typedef compute_t<S> T;
+  const T* in_place = input_as_frame(plan, x);
   // Uninitialized on purpose: every element is written before it is read.
-  std::unique_ptr<T[]> frame(new T[static_cast<size_t>(plan.frame.elements)]);
+  std::unique_ptr<T[]> frame(in_place ? nullptr : new T[static_cast<size_t>(plan.frame.elements)]);
+  const T* frame_data = in_place ? in_place : frame.get();
   std::unique_ptr<S[]> buffers(new S[static_cast<size_t>(plan.buffer_len * plan.threads)]);
   const ConvKernels<T, S>& kernels = kernels_for<S>();
   const int64_t frame_end = plan.frame.rows * plan.frame.row_len;
@@ -407,7 +432,7 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
   const int64_t padding_rows = padding.fill ? plan.problem.batch * padding.count[0] * padding.count[1] : 0;
   std::vector<TaskContext<S>> contexts;
   for (int t = 0; t < plan.threads; ++t) {
-    contexts.push_back({plan, packed, kernels, frame.get(), y, epilogue, buffers.get() + t * plan.buffer_len, {}, {},
+    contexts.push_back({plan, packed, kernels, frame_data, y, epilogue, buffers.get() + t * plan.buffer_len, {}, {},
                         &stop_flag(), streaming});
     contexts.back().sibling_rows.resize(static_cast<size_t>(plan.units.max_siblings));
     for (size_t i = 0; i < plan.mr; ++i)
@@ -415,11 +440,13 @@ void execute_conv(const ConvPlan& plan, const PackedWeights<compute_t<S>>& packe
   }
   parallel_region(plan.threads, [&](int tid, int count) {
     int64_t begin, end;
-    split_range(plan.frame.rows, tid, count, &begin, &end);
-    build_frame(plan, x, frame.get(), begin, end);
+    if (!in_place) {
+      split_range(plan.frame.rows, tid, count, &begin, &end);
+      build_frame(plan, x, frame.get(), begin, end);
+      if (tid == 0) std::memset(frame.get() + frame_end, 0, sizeof(T) * static_cast<size_t>(plan.frame.elements - frame_end));
+    }
     split_range(padding_rows, tid, count, &begin, &end);
     fill_padding_outputs(plan, padding_value, y, begin, end);
-    if (tid == 0) std::memset(frame.get() + frame_end, 0, sizeof(T) * static_cast<size_t>(plan.frame.elements - frame_end));
     region_barrier();
     split_range(plan.tasks, tid, count, &begin, &end);
     for (int64_t task = begin; task < end; ++task) run_task(contexts[static_cast<size_t>(tid)], task);
