@@ -30,7 +30,7 @@ import numpy as np
 
 import subpixel_ext as spx
 from bench import measure_peaks
-from contenders import Contender, Variant
+from contenders import LAYOUTS as NUMPY_LAYOUTS, Contender, Variant
 from report import cpu_model, load_average, usable_cpus
 from timing import measure, quiet_gc
 from workloads import DEFAULT_WORKLOADS_FILE, Workload, load_workloads, select_workloads
@@ -42,9 +42,11 @@ PAIRS = (("fwd+bwd", "ours fwd+bwd", "torch fwd+bwd"), ("grad_weight", "ours gra
 
 
 LAYOUTS = ("first", "last")
-CHANNELS_LAST_FORMATS = {2: "channels_last", 3: "channels_last_3d"}
-NUMPY_LAYOUTS = {(1, "first"): "NCL", (2, "first"): "NCHW", (3, "first"): "NCDHW", (2, "last"): "NHWC",
-                 (3, "last"): "NDHWC"}
+CHANNELS_LAST_FORMATS = {2: "channels_last", 3: "channels_last_3d"}  # torch has none for 1-D
+
+
+def _numpy_layout(rank: int, layout: str) -> str:
+    return NUMPY_LAYOUTS[rank][layout == "last"]
 
 
 def _tensors(torch: Any, w: Workload, layout: str) -> Dict[str, Any]:
@@ -86,7 +88,7 @@ def _training_calls(torch: Any, w: Workload, t: Dict[str, Any], layout: str) -> 
 
     arrays = _numpy_arrays(t, layout)
     ours_backward = getattr(spx, f"conv_transpose{rank}d_backward")
-    numpy_layout = NUMPY_LAYOUTS[(rank, layout)]
+    numpy_layout = _numpy_layout(rank, layout)
 
     def ours(mask: Tuple[bool, bool, bool]) -> Callable[[], Any]:
         return lambda: ours_backward(arrays["grad"], arrays["x"], arrays["weight"], output_mask=mask,
@@ -120,7 +122,7 @@ def run_workload(torch: Any, w: Workload, layout: str, threads: int, peak: float
     with quiet_gc():
         timings = measure(contenders, repeats, SAMPLE_SECONDS, SETTLE_SECONDS if threads > 1 else 0.0)
     times = {t.contender.name: (t.minimum, t.median) for t in timings}
-    row: Dict[str, Any] = {"workload": w.name, "layout": NUMPY_LAYOUTS[(w.dims, layout)], "threads": threads,
+    row: Dict[str, Any] = {"workload": w.name, "layout": _numpy_layout(w.dims, layout), "threads": threads,
                            "max_rel_grad_error": error,
                            "ms": {k: {"min": v[0] * 1e3, "median": v[1] * 1e3} for k, v in times.items()}}
     row["ratios"] = {label: times[theirs][1] / times[ours][1] for label, ours, theirs in PAIRS}
@@ -177,8 +179,8 @@ def main(argv: Sequence[str]) -> int:
     for threads in args.threads:
         for layout in layouts:
             for w in workloads:
-                if (w.dims, layout) not in NUMPY_LAYOUTS:
-                    continue  # no channels-last tensors in torch for this rank
+                if layout == "last" and w.dims not in CHANNELS_LAST_FORMATS:
+                    continue
                 rows.append(run_workload(torch, w, layout, threads, peaks[threads], args.repeats))
                 print(f"{w.name} {rows[-1]['layout']} at {threads} thread(s): ratio {rows[-1]['ratios']['fwd+bwd']:.2f}",
                       file=sys.stderr)

@@ -297,10 +297,11 @@ def test_weight_gradient_in_chunks(kind: str, rank: int, shapes: Dict[str, Any],
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_is_the_same_bits_in_either_layout(dtype: Any) -> None:
-    """Channels last, x is transposed to channels first before the same reduction: every
-    channel count around the transpose's blocks of 4, and widths that leave a remainder."""
+    """Channels last, x is transposed to channels first before the same reduction: channel
+    counts of every de-interleave path (above 16: blocks of 4 and a remainder), and widths that
+    leave a remainder."""
     rng = np.random.default_rng(13)
-    for c_in in (1, 3, 4, 5, 13):
+    for c_in in (1, 3, 4, 5, 13, 17, 20, 23):
         for width in (1, 3, 4, 70):
             x, w, _ = nd_conv_inputs(rng, n=2, c_in=c_in, c_out=3, spatial=(6, width), kernel=(3, 2), dtype=dtype, bias=False)
             gy = _grad_output(rng, spx.conv_transpose2d, x, w, dtype, stride=2)

@@ -195,6 +195,8 @@ SHUFFLE_CASES = [
     ((3,), 2, 3, 0, (2, 3)),  # zero width
     ((), 5, 6, 7, 1),
     ((4,), 7, 9, 11, 3),
+    ((2,), 2, 3, 7, (1, 21)),  # factors above 16: 4x4 register blocks and their remainders
+    ((), 1, 2, 9, (2, 20)),
 ]
 
 

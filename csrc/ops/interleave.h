@@ -127,7 +127,33 @@ int64_t interleave_vectors(E* hi, E* const* lo, int64_t w, bool to_low) {
   }
   return x;
 }
+
+// lo[j][x] = hi[x*rw + j] for 4-byte elements and the rows j < rw rounded down to a multiple of
+// 4 (returned): 4x4 blocks transposed in registers, four rows and four groups at a time.
+template <typename E>
+int64_t deinterleave_blocks_of_4(const E* hi, E* const* lo, int64_t w, int64_t rw) {
+  static_assert(sizeof(E) == 4, "4x4 blocks of 4-byte elements");
+  int64_t j = 0;
+  for (; j + 4 <= rw; j += 4) {
+    int64_t x = 0;
+    for (; x + 4 <= w; x += 4) {
+      const E* h = hi + x * rw + j;
+      const __m128i r0 = load16(h), r1 = load16(h + rw), r2 = load16(h + 2 * rw), r3 = load16(h + 3 * rw);
+      const __m128i a0 = unpack<4, false>(r0, r1), a1 = unpack<4, true>(r0, r1);
+      const __m128i b0 = unpack<4, false>(r2, r3), b1 = unpack<4, true>(r2, r3);
+      store16(lo[j] + x, unpack<8, false>(a0, b0)), store16(lo[j + 1] + x, unpack<8, true>(a0, b0));
+      store16(lo[j + 2] + x, unpack<8, false>(a1, b1)), store16(lo[j + 3] + x, unpack<8, true>(a1, b1));
+    }
+    for (; x < w; ++x)
+      for (int64_t l = 0; l < 4; ++l) lo[j + l][x] = hi[x * rw + j + l];
+  }
+  return j;
+}
 #endif
+
+// Factors above this are channel counts (a channels-last tensor read as channels first), not
+// shuffle factors or column phases: their 4-byte de-interleave goes by 4x4 register blocks.
+constexpr int64_t kMaxScalarFactor = 16;
 
 template <typename E, int RW>
 constexpr bool has_vector_interleave() {
@@ -164,14 +190,20 @@ void interleave_rows(E* hi, E* const* lo, int64_t w, int64_t rw, bool to_low) {
     case 2: return interleave_fixed<E, 2>(hi, lo, w, to_low);
     case 3: return interleave_fixed<E, 3>(hi, lo, w, to_low);
     case 4: return interleave_fixed<E, 4>(hi, lo, w, to_low);
-    default:
-      for (int64_t j = 0; j < rw; ++j)
+    default: {
+      int64_t j = 0;
+#if defined(SPX_SSE2)
+      if constexpr (sizeof(E) == 4)
+        if (to_low && rw > kMaxScalarFactor) j = deinterleave_blocks_of_4(hi, lo, w, rw);
+#endif
+      for (; j < rw; ++j)
         for (int64_t x = 0; x < w; ++x) {
           if (to_low)
             lo[j][x] = hi[x * rw + j];
           else
             hi[x * rw + j] = lo[j][x];
         }
+    }
   }
 }
 
