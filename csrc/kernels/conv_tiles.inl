@@ -17,6 +17,13 @@ enum { kRowvecMR = 8, kRowvecNV = 2, kChanvecMR = 8, kChanvecNV = 2, kChanvecStr
 enum { kRowvecMR = 4, kRowvecNV = 3, kChanvecMR = 6, kChanvecNV = 2, kChanvecStridedMR = 0 };
 #endif
 enum { kRowvec1NV = 4 };
+// The pixel-reduction tile reads its broadcasts from one pointer and its vectors from another,
+// so AVX-512 fits the same 14 x 2 accumulators as the strided chanvec tile; 6 x 2 elsewhere.
+#if defined(SPX_ISA_AVX512)
+enum { kPixelReductionMR = 14, kPixelReductionNV = 2 };
+#else
+enum { kPixelReductionMR = 6, kPixelReductionNV = 2 };
+#endif
 
 // Activations with a vector form, applied to the accumulators in registers. Returns false for
 // those applied per element after the tile is spilled (tanh, sigmoid). max/min take the
@@ -242,6 +249,52 @@ void chanvec_strided_tile(const spx::ChanvecArgs<typename V::scalar, Y>& a) {
   chanvec_store<V, Y, MR, NV>(acc, a, y_pixel_offsets);
 }
 
+// Adds the tile's sums to a.sums (only its rows from first_row and columns from first_col).
+template <class V, int MR, int NV>
+SPX_ALWAYS_INLINE void pixel_reduction_store(typename V::vec (&acc)[MR][NV],
+                                             const spx::PixelReductionArgs<typename V::scalar>& a) {
+  typedef typename V::scalar T;
+  const int L = V::lanes;
+  for (size_t i = a.first_row; i < static_cast<size_t>(MR); ++i) {
+    T* row = a.sums + static_cast<ptrdiff_t>(i) * a.sums_row;
+    if (a.first_col == 0) {
+      SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(row + v * L, V::add(V::load(row + v * L), acc[i][v]));
+      continue;
+    }
+    T tile[NV * V::lanes];
+    SPX_UNROLL for (int v = 0; v < NV; ++v) V::store(tile + v * L, acc[i][v]);
+    for (size_t j = a.first_col; j < static_cast<size_t>(NV * L); ++j) row[j] += tile[j];
+  }
+}
+
+template <class V, int MR, int NV>
+void pixel_reduction_tile(const spx::PixelReductionArgs<typename V::scalar>& a) {
+  typedef typename V::scalar T;
+  typedef typename V::vec Vec;
+  const int L = V::lanes;
+  Vec acc[MR][NV];
+  SPX_UNROLL for (int i = 0; i < MR; ++i) {
+    SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::splat(0);
+  }
+  for (size_t p0 = 0; p0 < a.counts[0]; ++p0) {
+    for (size_t p1 = 0; p1 < a.counts[1]; ++p1) {
+      const T* u = a.broadcast + static_cast<ptrdiff_t>(p0) * a.broadcast_strides[0] +
+                   static_cast<ptrdiff_t>(p1) * a.broadcast_strides[1];
+      const T* w = a.vectors + static_cast<ptrdiff_t>(p0) * a.vector_strides[0] +
+                   static_cast<ptrdiff_t>(p1) * a.vector_strides[1];
+      for (size_t p2 = 0; p2 < a.counts[2]; ++p2, u += a.broadcast_strides[2], w += a.vector_strides[2]) {
+        Vec wv[NV];
+        SPX_UNROLL for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
+        SPX_UNROLL for (int i = 0; i < MR; ++i) {
+          const Vec ui = V::splat(u[i]);
+          SPX_UNROLL for (int v = 0; v < NV; ++v) acc[i][v] = V::fma(ui, wv[v], acc[i][v]);
+        }
+      }
+    }
+  }
+  pixel_reduction_store<V, MR, NV>(acc, a);
+}
+
 template <class V, typename Y>
 spx::ConvKernels<typename V::scalar, Y> conv_kernels() {
   spx::ConvKernels<typename V::scalar, Y> k;
@@ -257,6 +310,9 @@ spx::ConvKernels<typename V::scalar, Y> conv_kernels() {
   k.chanvec_strided = nullptr;
   if constexpr (kChanvecStridedMR > 0) k.chanvec_strided = &chanvec_strided_tile<V, Y, kChanvecStridedMR, kChanvecNV>;
   k.chanvec_strided_mr = kChanvecStridedMR;
+  k.pixel_reduction = &pixel_reduction_tile<V, kPixelReductionMR, kPixelReductionNV>;
+  k.pixel_reduction_mr = kPixelReductionMR;
+  k.pixel_reduction_nr = kPixelReductionNV * V::lanes;
   return k;
 }
 

@@ -62,6 +62,21 @@ struct ChanvecArgs {
   Epilogue<T> epilogue;
 };
 
+// A weight gradient's products summed over pixels (channels-last operands, no frame): an MR x NR
+// tile of (broadcast channels) x (vector channels), one step per pixel of a box of up to three
+// axes: sums[i * sums_row + j] += sum over the box of broadcast[i] * vectors[j] at that pixel,
+// for the rows i >= first_row and columns j >= first_col only (tiles overlap at the edges).
+template <typename T>
+struct PixelReductionArgs {
+  const T* broadcast;          // MR consecutive elements at each pixel
+  const T* vectors;            // NR consecutive elements at each pixel
+  size_t counts[3];            // pixels of the box along each axis (outermost first)
+  ptrdiff_t broadcast_strides[3], vector_strides[3];  // element steps along each axis
+  T* sums;
+  ptrdiff_t sums_row;
+  size_t first_row, first_col;
+};
+
 template <typename T, typename Y = T>
 struct ConvKernels {
   size_t lanes;  // elements per vector register
@@ -79,6 +94,9 @@ struct ConvKernels {
   // the instruction set has no wider tile than chanvec's).
   void (*chanvec_strided)(const ChanvecArgs<T, Y>& args);
   size_t chanvec_strided_mr;
+  void (*pixel_reduction)(const PixelReductionArgs<T>& args);
+  size_t pixel_reduction_mr;
+  size_t pixel_reduction_nr;
 };
 
 struct KernelTable {

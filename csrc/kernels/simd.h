@@ -66,6 +66,7 @@ struct VecF32 {
   static void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
   static vec splat(float v) { return _mm512_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   static vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
   static vec min(vec a, vec b) { return _mm512_min_ps(a, b); }
   // float16: AVX512F's vcvtph2ps / vcvtps2ph (round to nearest even).
@@ -95,6 +96,7 @@ struct VecF64 {
   static void store(double* p, vec v) { _mm512_storeu_pd(p, v); }
   static vec splat(double v) { return _mm512_set1_pd(v); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+  static vec add(vec a, vec b) { return _mm512_add_pd(a, b); }
   static vec max(vec a, vec b) { return _mm512_max_pd(a, b); }
   static vec min(vec a, vec b) { return _mm512_min_pd(a, b); }
 };
@@ -107,6 +109,7 @@ struct VecF32 {
   static void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
   static vec splat(float v) { return _mm256_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
   static vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
   static vec min(vec a, vec b) { return _mm256_min_ps(a, b); }
   // float16: F16C's vcvtph2ps / vcvtps2ph (round to nearest even); dispatch requires F16C here.
@@ -138,6 +141,7 @@ struct VecF64 {
   static void store(double* p, vec v) { _mm256_storeu_pd(p, v); }
   static vec splat(double v) { return _mm256_set1_pd(v); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
+  static vec add(vec a, vec b) { return _mm256_add_pd(a, b); }
   static vec max(vec a, vec b) { return _mm256_max_pd(a, b); }
   static vec min(vec a, vec b) { return _mm256_min_pd(a, b); }
 };
@@ -152,6 +156,7 @@ struct VecF32 {
   SPX_HALF_BY_ELEMENT(VecF32)
   static vec splat(float v) { return _mm_set1_ps(v); }
   static vec fma(vec a, vec b, vec c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static vec add(vec a, vec b) { return _mm_add_ps(a, b); }
   static vec max(vec a, vec b) { return _mm_max_ps(a, b); }
   static vec min(vec a, vec b) { return _mm_min_ps(a, b); }
 };
@@ -163,6 +168,7 @@ struct VecF64 {
   static void store(double* p, vec v) { _mm_storeu_pd(p, v); }
   static vec splat(double v) { return _mm_set1_pd(v); }
   static vec fma(vec a, vec b, vec c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+  static vec add(vec a, vec b) { return _mm_add_pd(a, b); }
   static vec max(vec a, vec b) { return _mm_max_pd(a, b); }
   static vec min(vec a, vec b) { return _mm_min_pd(a, b); }
 };
@@ -176,6 +182,7 @@ struct VecF32 {
   SPX_HALF_BY_ELEMENT(VecF32)
   static vec splat(float v) { return vdupq_n_f32(v); }
   static vec fma(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
+  static vec add(vec a, vec b) { return vaddq_f32(a, b); }
   static vec max(vec a, vec b) { return vmaxq_f32(a, b); }
   static vec min(vec a, vec b) { return vminq_f32(a, b); }
 };
@@ -187,6 +194,7 @@ struct VecF64 {
   static void store(double* p, vec v) { vst1q_f64(p, v); }
   static vec splat(double v) { return vdupq_n_f64(v); }
   static vec fma(vec a, vec b, vec c) { return vfmaq_f64(c, a, b); }
+  static vec add(vec a, vec b) { return vaddq_f64(a, b); }
   static vec max(vec a, vec b) { return vmaxq_f64(a, b); }
   static vec min(vec a, vec b) { return vminq_f64(a, b); }
 };
@@ -216,6 +224,10 @@ struct VecScalar {
   static vec fma(vec a, vec b, vec c) {
     for (int i = 0; i < 4; ++i) c.v[i] += a.v[i] * b.v[i];
     return c;
+  }
+  static vec add(vec a, vec b) {
+    for (int i = 0; i < 4; ++i) a.v[i] += b.v[i];
+    return a;
   }
   // b when a and b are unordered, as the x86 instructions do (NaN in b propagates).
   static vec max(vec a, vec b) {

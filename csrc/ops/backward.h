@@ -11,7 +11,8 @@ namespace spx {
 
 // grad_weight (out_channels, in_channels/groups, *kernel), C-contiguous, of y = conv(x, w):
 // `s` describes the convolution, x (batch, in_channels, *in), grad_y (batch, out_channels, *out),
-// pad_begin its zero padding at the start. Run by the engine (see backward.cpp).
+// pad_begin its zero padding at the start. Run by the engine or, channels last, by the pixel
+// reduction (see backward.cpp).
 // A transposed convolution's (in_channels, out_channels/groups, *kernel) is the same call with
 // x and grad_y swapped (in <-> out, channels too) and pad_begin its crop.
 template <typename T>
