@@ -60,7 +60,6 @@ Units make_units(const ConvProblem& p, bool allow_buffered) {
   return u;
 }
 
-int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && a < 0); }  // b > 0
 
 // The outputs i in [*first, *last] of an axis whose read at frame position
 // i * stride + offset falls in the input's span [begin, end] of the frame.

@@ -95,6 +95,8 @@ struct ConvPlan {
 };
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// Rounded toward minus infinity, for any sign of a; b > 0.
+inline int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && a < 0); }
 
 ConvPlan plan_conv(ConvProblem problem, const TileShapes& tiles, int threads);
 

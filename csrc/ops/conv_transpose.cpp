@@ -4,13 +4,12 @@
 #include <algorithm>
 #include <utility>
 
+#include "../engine/plan.h"
 #include "describe.h"
 #include "errors.h"
 
 namespace spx {
 namespace {
-
-int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 // Weights (C_in, C_out/groups, *kernel): output channel co of group g, input channel c.
 void transposed_blocks(const ConvShape& s, ConvProblem* p, size_t phase) {

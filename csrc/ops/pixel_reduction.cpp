@@ -143,8 +143,6 @@ std::optional<PixelReductionPlan> plan_pixel_reduction(const ConvShape& s, int t
 
 namespace {
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 // x's panels for a tile set and a chunk: per block of the set's x channels, the positions of
 // the chunk's window phase by phase (position q * stride + r, r < stride per axis), each
 // phase a box of q_count pixels of `width` channels.
