@@ -29,9 +29,9 @@ struct ReductionTile {
   size_t first_row, first_col;
 };
 
-// Tiles run in sets: a group's blocks of broadcast channels (rows) x blocks of vector channels
-// (columns) x every tap, whose sums stay in the cache while the set goes through the chunks
-// (the sums of all tiles can be as large as the weight, larger than the cache).
+// Tiles run in sets, one per group: its blocks of broadcast channels (rows) x blocks of vector
+// channels (columns) x every tap, whose sums stay in the cache while the set goes through the
+// chunks.
 struct TileSet {
   int64_t group;
   std::vector<int64_t> row_firsts, col_firsts;  // the blocks' first channels (in the group)
@@ -55,8 +55,9 @@ struct PixelReductionPlan {
   int threads;
 };
 
-// nullopt for channels first, or when a group has fewer channels than a tile has rows or
-// columns either way round.
+// nullopt for channels first, when a group has fewer channels than a tile has rows or columns
+// either way round, or when a group's sums (its weight, in whole tiles) are too large to stay
+// in the cache.
 template <typename T>
 std::optional<PixelReductionPlan> plan_pixel_reduction(const ConvShape& s, int threads);
 
