@@ -1,9 +1,13 @@
-"""The README's performance table from two bench.py reports (1 and 2 threads, or any two).
+"""The README's performance tables: from two bench.py reports (1 and 2 threads, or any two),
+or from one bench_training.py report.
 
     python benchmarks/readme_table.py docs/bench/threads1.json docs/bench/threads2.json
+    python benchmarks/readme_table.py --training docs/bench/training.json
 
 Prints one Markdown row per workload: our functional call's time and ratio, the prepacked
-layer's time and ratio, per report; then the geometric means and the machine line.
+layer's time and ratio, per report; then the geometric means and the machine line. With
+--training, one row per workload, layout and thread count: forward + backward times and ratio,
+and the ratios of the weight and input gradients alone.
 """
 
 from __future__ import annotations
@@ -61,15 +65,35 @@ def table(reports: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def training_table(report: Dict[str, Any]) -> str:
+    head = ["workload", "layout", "threads", "ours fwd+bwd", "PyTorch fwd+bwd", "ratio",
+            "weight gradient alone: ratio, GFLOP/s (of peak)", "input gradient alone: ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["rows"]:
+        ms, ratios = row["ms"], row["ratios"]
+        lines.append("| " + " | ".join([
+            row["workload"], row["layout"], str(row["threads"]), f"{ms['ours fwd+bwd']['median']:.1f} ms",
+            f"{ms['torch fwd+bwd']['median']:.1f} ms", f"{ratios['fwd+bwd']:.2f}",
+            f"{ratios['grad_weight']:.2f}, {row['grad_weight_gflops']:.1f} ({row['grad_weight_fraction_of_peak']:.0%})",
+            f"{ratios['grad_input']:.2f}"]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("reports", nargs="+", help="bench.py --json reports, one column group each")
+    p.add_argument("--training", action="store_true", help="one bench_training.py --json report instead")
     args = p.parse_args(argv)
     reports = []
     for name in args.reports:
         with open(name, encoding="utf-8") as f:
             reports.append(json.load(f))
-    print(table(reports))
+    if args.training:
+        if len(reports) != 1:
+            p.error(f"--training takes one report, got {len(reports)}")
+        print(training_table(reports[0]))
+    else:
+        print(table(reports))
     return 0
 
 

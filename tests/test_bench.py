@@ -171,3 +171,25 @@ def test_half_precision_bench_times_every_dtype(tmp_path: Path) -> None:
         if has("torch"):
             assert "torch float16" in found and "torch bfloat16" in found
     assert "f32/f16" in done.stdout
+
+
+def test_training_bench_and_its_readme_table(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the training benchmark compares with torch")
+    workloads = tmp_path / "workloads.json"
+    workloads.write_text(json.dumps(TINY_WORKLOADS), encoding="utf-8")
+    report = tmp_path / "training.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "bench_training.py"), "--workloads", str(workloads), "--only",
+         "tiny2d,tiny1d", "--threads", "1", "--repeats", "1", "--json", str(report)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(report.read_text(encoding="utf-8"))["rows"]
+    assert [(r["workload"], r["layout"]) for r in rows] == [("tiny2d", "NCHW"), ("tiny1d", "NCL"), ("tiny2d", "NHWC")]
+    table = subprocess.run([sys.executable, str(BENCH.parent / "readme_table.py"), "--training", str(report)],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    lines = [line for line in table.stdout.splitlines() if line.startswith("| tiny")]
+    assert [line.split(" | ")[:3] for line in lines] == [["| tiny2d", "NCHW", "1"], ["| tiny1d", "NCL", "1"],
+                                                           ["| tiny2d", "NHWC", "1"]]
+    assert all(len(line.split(" | ")) == 8 for line in lines)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import subpixel_ext as spx
+from subpixel_ext import reference
 from _helpers import layer_and_functional, random_array
 
 KINDS = ("conv_transpose", "conv", "subpixel")
@@ -141,3 +142,77 @@ def test_functional_values_equal_to_a_cached_call_are_still_validated(settings: 
     for _ in range(2):
         with pytest.raises(TypeError, match=next(iter(bad))):
             spx.conv_transpose2d(x, w, **bad)
+
+
+def _backward_first_call(**kwargs: Any) -> Tuple[Optional[np.ndarray], ...]:
+    """The gradients with no cached setup, leaving the cache as it was."""
+    from subpixel_ext import _backward
+
+    entries = _backward._SETUPS.entries
+    kept = dict(entries)
+    entries.clear()
+    try:
+        return spx.conv_transpose2d_backward(**kwargs)
+    finally:
+        entries.clear()
+        entries.update(kept)
+
+
+def _assert_same_gradients(got: Tuple[Optional[np.ndarray], ...], want: Tuple[Optional[np.ndarray], ...],
+                           name: str) -> None:
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None), name
+        if g is not None:
+            assert g.dtype == w.dtype, name
+            np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def test_backward_repeated_calls_equal_first_calls() -> None:
+    """The backward ops keep each call's validated setup (and the input gradient's plan): other
+    arrays of the same shapes, other dtypes and memory orders, lists, other masks and shapes in
+    between, and weights changed in place all give what a first call gives."""
+    rng = np.random.default_rng(10)
+    x = random_array(rng, (2, 4, 5, 6), np.float32)
+    w = random_array(rng, (4, 3, 3, 4), np.float32)
+    kwargs = dict(stride=2, padding=((1, 1), (1, 0)))
+    gy = random_array(rng, spx.conv_transpose2d(x, w, **kwargs).shape, np.float32)
+    calls = [dict(grad_output=gy, x=x, weight=w)]
+    calls += [dict(grad_output=v, x=x, weight=w) for _, v in _variants(gy)]
+    calls += [dict(grad_output=gy, x=v, weight=w) for _, v in _variants(x)]
+    calls += [dict(grad_output=gy, x=x, weight=v) for _, v in _variants(w)]
+    calls += [dict(grad_output=gy[:1], x=x[:1], weight=w), dict(grad_output=gy[0], x=x[0], weight=w),
+              dict(grad_output=gy[:0], x=x[:0], weight=w), dict(grad_output=gy, x=x, weight=w)]
+    masks = ((True, True, True), (True, False, False), (False, True, True))
+    for mask in masks:  # the setups every other call could be mistaken for; twice: from the cache
+        for _ in range(2):
+            got = spx.conv_transpose2d_backward(gy, x, w, **kwargs, output_mask=mask)
+            truth = reference.conv_transpose2d_backward(gy, x, w, **kwargs, output_mask=mask)
+            for g, t in zip(got, truth):
+                assert (g is None) == (t is None)
+                if g is not None:
+                    np.testing.assert_allclose(g, t, rtol=1e-4, atol=1e-4)
+    for i, call in enumerate(calls):
+        for mask in masks:
+            got = spx.conv_transpose2d_backward(**call, **kwargs, output_mask=mask)
+            _assert_same_gradients(got, _backward_first_call(**call, **kwargs, output_mask=mask), f"call {i} {mask}")
+    before = spx.conv_transpose2d_backward(gy, x, w, **kwargs)[0]
+    w *= 2
+    np.testing.assert_allclose(spx.conv_transpose2d_backward(gy, x, w, **kwargs)[0], 2 * before, rtol=1e-6)
+
+
+def test_backward_errors_do_not_depend_on_call_history() -> None:
+    """After a call is cached, calls that differ from it in a bad way get a first call's error."""
+    rng = np.random.default_rng(11)
+    x, w = random_array(rng, (1, 2, 5, 5), np.float32), random_array(rng, (2, 3, 3, 3), np.float32)
+    gy = random_array(rng, (1, 3, 11, 11), np.float32)
+    bad = [dict(grad_output=gy[..., :-1]), dict(grad_output=gy[:, :2]), dict(x=x[:, :1]), dict(weight=w[:1]),
+           dict(stride=2.0), dict(stride=(2, True)), dict(method="fast"), dict(output_mask=(True, 1, True)),
+           dict(output_padding=2)]
+    for change in bad:
+        call = dict(dict(grad_output=gy, x=x, weight=w, stride=2), **change)
+        with pytest.raises((ValueError, TypeError)) as first:
+            _backward_first_call(**call)
+        spx.conv_transpose2d_backward(gy, x, w, stride=2)
+        for _ in range(2):
+            with pytest.raises(first.type, match=re.escape(str(first.value))):
+                spx.conv_transpose2d_backward(**call)

@@ -197,6 +197,34 @@ def test_output_size_in_every_form() -> None:
         mine(x, output_size=(20, 12))
 
 
+def test_repeated_calls_with_other_shapes_and_sizes_match_torch() -> None:
+    """The wrappers keep each call's parsed geometry: shapes, output sizes and parameters that
+    alternate (some equal as values, not as types) each get their own, and a bad call after a
+    good one is refused as on a first call."""
+    torch.manual_seed(2)
+    w, b = torch.randn(4, 2, 3, 3), torch.randn(2)
+    x = torch.randn(1, 4, 5, 6)
+    sizes = ((torch.Size([1, 2, 10, 12]), (1, 1)), ((9, 11), (0, 0)), ([10, 11], (1, 0)))  # and the output_padding
+    calls = [(x, {}, {}), (torch.randn(2, 4, 5, 6), {}, {}), (torch.randn(4, 5, 6), {}, {}),
+             (torch.randn(1, 4, 7, 6), {}, {}), (x, dict(padding=0), dict(padding=0)),
+             (x, dict(dilation=2), dict(dilation=2))]
+    calls += [(x, dict(output_size=size), dict(output_padding=extra)) for size, extra in sizes]
+    for _ in range(2):
+        for xc, ours, theirs in calls:
+            torch.testing.assert_close(spt.conv_transpose2d(xc, w, b, **dict(dict(stride=2, padding=1), **ours)),
+                                       F.conv_transpose2d(xc, w, b, **dict(dict(stride=2, padding=1), **theirs)),
+                                       rtol=1e-5, atol=1e-5)
+    shorter = torch.randn(1, 4, 4, 6)  # (10, 12) is out of its reach
+    for good, bad, error, match in ((dict(), dict(stride=2.0), TypeError, "stride"),
+                                    (dict(), dict(stride=(2, True)), TypeError, "stride"),
+                                    (dict(output_size=(10, 12)), dict(x=shorter, output_size=(10, 12)), ValueError,
+                                     "output_size")):
+        for _ in range(2):
+            spt.conv_transpose2d(x, w, b, stride=2, padding=1, **good)
+            with pytest.raises(error, match=match):
+                spt.conv_transpose2d(**dict(dict(x=x, weight=w, bias=b, stride=2, padding=1), **bad))
+
+
 def test_errors_name_the_argument() -> None:
     x, w = torch.randn(1, 2, 4, 4), torch.randn(2, 3, 3, 3)
     with pytest.raises(ValueError, match="stride must be >= 1, got 0"):

@@ -40,31 +40,6 @@ _MAX_PLANS = 256
 _RECENT: Dict[Hashable, _ConvPlan] = {}
 
 
-_SCALARS = frozenset((int, str, float, type(None)))
-
-
-def _plain_ints(value: Tuple[Any, ...]) -> bool:
-    """A tuple of exact ints, or of such tuples (padding pairs)."""
-    for v in value:
-        kind = type(v)
-        if kind is not int and (kind is not tuple or not _plain_ints(v)):
-            return False
-    return True
-
-
-def _plain(values: Tuple[Any, ...], types: Tuple[type, ...]) -> bool:
-    """Exact ints, floats, strings and None, and tuples of exact ints: values a plan may be
-    cached under. With their types in the key, no two such values that compare equal (True
-    and 1, 2.0 and 2, (2.0, 2) and (2, 2)) share a plan. A loop, not a generator: this runs
-    on every call."""
-    if _SCALARS.issuperset(types):
-        return True
-    for v, kind in zip(values, types):
-        if kind not in _SCALARS and (kind is not tuple or not _plain_ints(v)):
-            return False
-    return True
-
-
 def _arrays(x: Any, weight: Any, bias: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     if x is None or weight is None:
         raise TypeError(f"x and weight must be arrays, got {type(x).__name__} and {type(weight).__name__}")
@@ -109,11 +84,8 @@ def _conv(
 ) -> np.ndarray:
     """Run one convolution call with a cached or freshly built (validated) plan. `values` are
     the _SETTINGS of `kind` and then the options, as one tuple (no dict per call)."""
-    types = tuple(map(type, values))
-    key = None
-    if _plain(values, types):
-        # Parameters are compared by value *and* type: True == 1 and 2.0 == 2 as dict keys.
-        key = (kind, rank, values, types)
+    key = _p.cache_key(kind, rank, values)
+    if key is not None:
         recent = _RECENT.get(key)
         if recent is not None and recent.call is not None:
             # The plan these parameters last ran with; its native call declines (None) unless

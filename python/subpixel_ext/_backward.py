@@ -30,42 +30,79 @@ def _batched(a: np.ndarray, geometry: _p.ConvGeometry) -> np.ndarray:
     return a if geometry.batched else a[None]
 
 
-def _backward(
-    kind: str, rank: int, grad_output: Any, x: Any, weight: Any, settings: Dict[str, Any],
-    output_size: Any, mask: Any, method: str, num_threads: Any,
-) -> Gradients:
-    ga, xa, wa = _p.as_array(grad_output, "grad_output"), _p.as_array(x, "x"), _p.as_array(weight, "weight")
-    want = _p.output_mask(mask)
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What a backward call derives from its parameters, shapes and dtypes."""
+
+    params: _p.ConvParams
+    geometry: _p.ConvGeometry
+    dtype: np.dtype  # of the gradients
+    work: np.dtype  # computed in: half precision in float32, rounded once at the end
+    want: Tuple[bool, bool, bool]
+    # The input gradient: the adjoint operator's maker, the geometry of its result (x's shape)
+    # and its call for these shapes (None when the gradient is empty or not wanted).
+    make_adjoint: Callable[[np.ndarray, Optional[np.ndarray]], Any]
+    of_x: _p.ConvGeometry
+    input_grad_call: Optional[Any]
+
+
+# Validated setups by (parameters, mask, method, shapes, dtypes): a repeated call, as in a
+# training loop, skips argument parsing and geometry, which dominate small calls.
+_SETUPS: _p.SetupCache[_Setup] = _p.SetupCache()
+
+
+def _setup(
+    kind: str, rank: int, arrays: Tuple[np.ndarray, np.ndarray, np.ndarray], settings: Dict[str, Any],
+    output_size: Any, want: Tuple[bool, bool, bool], method: str,
+) -> _Setup:
+    ga, xa, wa = arrays
     meth = _p.choice(method, "method", _p.METHODS)
-    threads = _p.num_threads(num_threads)
     params = _p.conv_params(kind, wa, None, rank=rank, **settings)
     geometry = _p.conv_geometry(params, xa.shape, output_size)
     _p.check_grad_output(geometry, ga.shape)
     dtype = _p.result_dtype(ga, xa, wa)
-    work = _p.compute_dtype(dtype)  # half precision: computed in float32, rounded once at the end
-    gy, xc, wc = (_p.as_compute(a, work) for a in (ga, xa, wa))
-    grad_input = _input_grad(params, geometry, gy, wc, meth, threads) if want[0] else None
-    grad_weight = _weight_grad(params, geometry, gy, xc, wc.shape, threads) if want[1] else None
-    grad_bias = None
-    if want[2]:
-        grad_bias = np.zeros(params.out_channels, work)
-        if gy.size:
-            _core.bias_grad(_batched(gy, geometry), grad_bias, params.channels_last, threads)
-    gi, gw, gb = (None if g is None else g.astype(dtype, copy=False) for g in (grad_input, grad_weight, grad_bias))
-    return gi, gw, gb
-
-
-def _input_grad(
-    params: _p.ConvParams, geometry: _p.ConvGeometry, gy: np.ndarray, weight: np.ndarray, method: str, threads: int
-) -> np.ndarray:
-    """The adjoint operator run on grad_output: same weight, stride, dilation and groups; the
-    forward's padding (or crop) at the start, x's size as the result's."""
-    adjoint = dataclasses.replace(params, kind=_ADJOINT[params.kind])
-    native = operator_factory(adjoint, method, None, 0.0)(weight, None)
+    work = _p.compute_dtype(dtype)
+    # The input gradient is the adjoint operator run on grad_output: same weight, stride,
+    # dilation and groups; the forward's padding (or crop) at the start, x's size as the result's.
+    make = operator_factory(dataclasses.replace(params, kind=_ADJOINT[params.kind]), meth, None, 0.0)
     shape = (geometry.n,) + (geometry.in_spatial + (params.in_channels,) if params.channels_last
                              else (params.in_channels,) + geometry.in_spatial)
     of_x = dataclasses.replace(geometry, out_shape=shape if geometry.batched else shape[1:])
-    return run_native(native, of_x, gy, gy.dtype, None, threads)
+    call = None
+    if want[0] and ga.size and xa.size:
+        call = make(_p.as_compute(wa, work), None).functional(list(ga.shape), list(of_x.out_shape),
+                                                             list(geometry.pad_begin))
+    return _Setup(params, geometry, dtype, work, want, make, of_x, call)
+
+
+def _backward(
+    kind: str, rank: int, grad_output: Any, x: Any, weight: Any, settings: Dict[str, Any],
+    output_size: Any, mask: Any, method: str, num_threads: Any,
+) -> Gradients:
+    arrays = ga, xa, wa = _p.as_array(grad_output, "grad_output"), _p.as_array(x, "x"), _p.as_array(weight, "weight")
+    want = _p.output_mask(mask)
+    threads = _p.num_threads(num_threads)
+    key = _p.cache_key(kind, rank, tuple(settings.values()) + (output_size, method, ga.shape, xa.shape, wa.shape))
+    full_key = None if key is None else (key, want, ga.dtype, xa.dtype, wa.dtype)
+    setup = _SETUPS.get(full_key) or _SETUPS.put(full_key, _setup(kind, rank, arrays, settings, output_size, want, method))
+    gy, xc, wc = (_p.as_compute(a, setup.work) for a in arrays)
+    grad_input = _input_grad(setup, gy, wc, threads) if want[0] else None
+    grad_weight = _weight_grad(setup.params, setup.geometry, gy, xc, wc.shape, threads) if want[1] else None
+    grad_bias = None
+    if want[2]:
+        grad_bias = np.zeros(setup.params.out_channels, setup.work)
+        if gy.size:
+            _core.bias_grad(_batched(gy, setup.geometry), grad_bias, setup.params.channels_last, threads)
+    return tuple(None if g is None else g.astype(setup.dtype, copy=False)  # type: ignore[return-value]
+                 for g in (grad_input, grad_weight, grad_bias))
+
+
+def _input_grad(setup: _Setup, gy: np.ndarray, weight: np.ndarray, threads: int) -> np.ndarray:
+    if setup.input_grad_call is not None:
+        y = setup.input_grad_call(gy, weight, None, None, threads)
+        if y is not None:
+            return y  # type: ignore[no-any-return]
+    return run_native(setup.make_adjoint(weight, None), setup.of_x, gy, gy.dtype, None, threads)
 
 
 def _weight_grad(

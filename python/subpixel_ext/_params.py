@@ -16,7 +16,7 @@ import math
 import operator
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, SupportsIndex, Tuple, Union, cast
+from typing import Any, Dict, Generic, Hashable, Optional, Sequence, SupportsIndex, Tuple, TypeVar, Union, cast
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def as_array(value: object, name: str, kinds: str = "biuf") -> np.ndarray:
     `kinds` are the NumPy dtype kinds accepted (real numbers by default; the rearrangements
     also take complex); bfloat16 (``ml_dtypes``'s, and torch's through its bits) always.
     """
-    arr = _torch_bfloat16_as_numpy(value)
+    arr = value if type(value) is np.ndarray else _torch_bfloat16_as_numpy(value)
     if arr is None:
         try:
             if not hasattr(value, "__array__") and hasattr(value, "__dlpack__"):
@@ -706,3 +706,52 @@ def split_kernel_spec(kernel_shape: Tuple[int, ...], stride: object) -> Tuple[Tu
         raise ValueError(f"kernel must have at least {len(s)} dimensions, got shape {tuple(kernel_shape)}")
     taps = tuple(-(-int(k) // f) for k, f in zip(kernel_shape[-len(s) :], s))
     return s, taps
+
+
+# ----------------------------------------------------------------------------- call caches
+
+_SCALARS = frozenset((int, str, float, type(None)))
+
+
+def _plain_ints(value: Tuple[Any, ...]) -> bool:
+    """A tuple of exact ints, or of such tuples (padding pairs)."""
+    for v in value:
+        kind = type(v)
+        if kind is not int and (kind is not tuple or not _plain_ints(v)):
+            return False
+    return True
+
+
+def cache_key(kind: str, rank: int, values: Tuple[Any, ...]) -> Optional[Tuple[Any, ...]]:
+    """A key for a call's validated setup from its arguments, or None unless every value is an
+    exact int, float, string or None or a tuple of exact ints. With their types in the key, no
+    two such values that compare equal (True and 1, 2.0 and 2, (2.0, 2) and (2, 2)) share a
+    setup. A loop, not a generator: this runs on every call."""
+    types = tuple(map(type, values))
+    if not _SCALARS.issuperset(types):
+        for v, t in zip(values, types):
+            if t not in _SCALARS and (t is not tuple or not _plain_ints(v)):
+                return None
+    return (kind, rank, values, types)
+
+
+_Setup = TypeVar("_Setup")
+
+
+class SetupCache(Generic[_Setup]):
+    """Validated call setups by key (see cache_key), bounded: emptied when full. A setup is
+    derived from the key alone, so a hit means the checks it skips would pass again."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.entries: Dict[Hashable, _Setup] = {}
+        self.limit = limit
+
+    def get(self, key: Optional[Hashable]) -> Optional[_Setup]:
+        return None if key is None else self.entries.get(key)
+
+    def put(self, key: Optional[Hashable], setup: _Setup) -> _Setup:
+        if key is not None:
+            if len(self.entries) >= self.limit:
+                self.entries.clear()
+            self.entries[key] = setup
+        return setup

@@ -401,13 +401,21 @@ def _symbolic_geometry(
     return [list(stride), lo, hi, extra, groups, list(dilation), method]
 
 
+# Parsed geometries by (parameters, shapes): a training loop's repeated calls skip the parser.
+_GEOMETRIES: _p.SetupCache[Tuple[bool, List[Any]]] = _p.SetupCache()
+
+
 def _run(op: Any, kind: str, rank: int, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
          settings: Dict[str, Any], output_size: Any, method: str, extra: Tuple[Any, ...] = ()) -> torch.Tensor:
     _check_tensors(x=x, weight=weight, bias=bias)
     frozen = tuple((k, _frozen(v)) for k, v in settings.items())
     if not torch.compiler.is_compiling():
         shapes = (tuple(x.shape), tuple(weight.shape), None if bias is None else tuple(bias.shape))
-        batched, geometry = _parse_geometry(kind, rank, shapes, frozen, output_size, method)
+        size = tuple(output_size) if isinstance(output_size, torch.Size) else output_size
+        key = _p.cache_key(kind, rank, tuple(v for _, v in frozen) + (size, method) + shapes)
+        parsed = _GEOMETRIES.get(key) or _GEOMETRIES.put(
+            key, _parse_geometry(kind, rank, shapes, frozen, output_size, method))
+        batched, geometry = parsed
     else:  # the sizes may be symbolic (dynamic shapes): only the parameters are a constant
         params = _op_params(rank, frozen, method)
         batched, geometry = x.dim() == rank + 2, _symbolic_geometry(kind, rank, x, weight, params, output_size)
