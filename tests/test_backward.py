@@ -282,8 +282,10 @@ def test_every_supported_level_matches_the_oracle() -> None:
 # The weight gradient's reduction runs in chunks of 4096 steps (taps x images): shapes with
 # several chunks, windows that start in the padding, and chunks that read padding only; a
 # frame over a million elements (its images are the channels, one element apart channels
-# last: the frame is not sparse); taps far apart, whose frame would be (summed by definition).
+# last: the frame is not sparse); taps far apart, whose frame would be (summed by definition);
+# channels last with channels enough for the pixel reduction but a weight too large for it.
 CHUNKED = [
+    ("conv_transpose", 1, dict(n=1, c_in=160, c_out=96, spatial=(70,), kernel=(16,)), dict(stride=8, padding=4)),
     ("conv_transpose", 2, dict(n=1, c_in=8, c_out=70, spatial=(64, 64), kernel=(4, 4)), dict(stride=2, padding=1)),
     ("conv", 3, dict(n=1, c_in=30, c_out=2, spatial=(3, 3, 3), kernel=(2, 2, 2)),
      dict(stride=50, dilation=100, padding=100)),

@@ -60,7 +60,6 @@ Units make_units(const ConvProblem& p, bool allow_buffered) {
   return u;
 }
 
-
 // The outputs i in [*first, *last] of an axis whose read at frame position
 // i * stride + offset falls in the input's span [begin, end] of the frame.
 void reaching_outputs(int64_t offset, int64_t stride, int64_t begin, int64_t end, int64_t count, int64_t* first,

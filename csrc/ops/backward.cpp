@@ -10,7 +10,8 @@
 // so the result is bit-identical for any thread count. A transposed convolution's weight
 // gradient is the same correlation with x and grad_y swapped (ops.h): its taps are then the
 // low-resolution input pixels, so no multiply is spent on an inserted zero.
-// Channels last with enough channels, the pixel reduction (pixel_reduction.h) runs it instead.
+// Channels last with enough channels and a small enough weight per group, the pixel reduction
+// (pixel_reduction.h) runs it instead.
 #include "backward.h"
 
 #include <algorithm>
@@ -145,8 +146,8 @@ void accumulate(T* into, const T* part, int64_t count, int threads) {
 
 // x (batch, pixels, channels) as (batch, channels, pixels), a block of pixels at a time (the
 // channels are the de-interleave factor).
-// A channels-last weight gradient that the engine runs (too few channels for the pixel
-// reduction) reads its x this way: the engine's images are x's channels, whose frame rows would
+// A channels-last weight gradient that the engine runs (too few channels or too large a weight
+// for the pixel reduction) reads its x this way: the engine's images are x's channels, whose frame rows would
 // otherwise gather every element a channel count apart (measured: gan_decoder's weight
 // gradient 1.3x slower channels last than first before this copy).
 constexpr int64_t kTransposePixels = 64;
@@ -173,8 +174,8 @@ std::unique_ptr<T[]> channels_first_copy(const T* x, int64_t batch, int64_t chan
 
 // Channels last, the weight gradient is a sum over pixels of grad_y as it is and x's phases, with
 // no frame (measured against the engine's reduction on a channels-first copy of x, 1 thread,
-// AVX-512: nnunet_up3d 2.9-3.1x, sr_64ch 1.3-1.45x, gan_decoder and hifigan_up1 1.0x). Channels
-// first, the engine's stays: its frame reads strided pixels whole.
+// AVX-512: nnunet_up3d 2.9-3.1x, sr_64ch 1.3-1.45x). Channels first, the engine's stays: its
+// frame reads strided pixels whole.
 template <typename T>
 void weight_grad_by_pixels(const PixelReductionPlan& plan, const T* x, const T* grad_y, T* grad_weight) {
   const ConvShape& s = plan.shape;

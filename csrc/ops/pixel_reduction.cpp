@@ -28,25 +28,20 @@ std::vector<std::pair<int64_t, size_t>> channel_blocks(int64_t channels, int64_t
 constexpr int64_t kSetSumsBytes = int64_t(512) << 10;
 constexpr int64_t kChunkBytes = int64_t(512) << 10;
 
-// A group's tile set: tap by tap, column block by column block, the row blocks innermost
+// The tile set: tap by tap, column block by column block, the row blocks innermost
 // (consecutive tiles read the same vectors). False when its sums would not stay in the cache
 // while the set goes through the chunks.
-bool add_tile_sets(PixelReductionPlan* p, int64_t element_bytes) {
-  const ConvShape& s = p->shape;
+bool add_tile_set(PixelReductionPlan* p, int64_t element_bytes) {
   const auto rows = channel_blocks(p->broadcast_channels, p->rows), cols = channel_blocks(p->vector_channels, p->cols);
-  const int64_t taps = volume(s.kernel);
+  const int64_t taps = volume(p->shape.kernel);
   const int64_t sums_bytes = taps * static_cast<int64_t>(rows.size()) * p->rows * static_cast<int64_t>(cols.size()) * p->cols * element_bytes;
   if (sums_bytes > kSetSumsBytes) return false;
-  for (int64_t g = 0; g < s.groups; ++g) {
-    TileSet set;
-    set.group = g;
-    for (const auto& r : rows) set.row_firsts.push_back(r.first);
-    for (const auto& c : cols) set.col_firsts.push_back(c.first);
-    for (int64_t t = 0; t < taps; ++t)
-      for (size_t c = 0; c < cols.size(); ++c)
-        for (size_t r = 0; r < rows.size(); ++r) set.tiles.push_back({t, r, c, rows[r].second, cols[c].second});
-    p->sets.push_back(std::move(set));
-  }
+  TileSet& set = p->tile_set;
+  for (const auto& r : rows) set.row_firsts.push_back(r.first);
+  for (const auto& c : cols) set.col_firsts.push_back(c.first);
+  for (int64_t t = 0; t < taps; ++t)
+    for (size_t c = 0; c < cols.size(); ++c)
+      for (size_t r = 0; r < rows.size(); ++r) set.tiles.push_back({t, r, c, rows[r].second, cols[c].second});
   return true;
 }
 
@@ -74,7 +69,7 @@ ChunkBoxes chunk_boxes(const ConvShape& s, size_t axis, const PixelChunk& c) {
 void add_chunks(PixelReductionPlan* p, int64_t element_bytes) {
   const ConvShape& s = p->shape;
   const size_t axis = p->chunk_axis;
-  const TileSet& set = p->sets[0];  // all alike
+  const TileSet& set = p->tile_set;
   const int64_t rows = static_cast<int64_t>(set.row_firsts.size()) * p->rows, cols = static_cast<int64_t>(set.col_firsts.size()) * p->cols;
   const int64_t gy_channels = p->broadcast_grad_y ? rows : cols, x_channels = p->broadcast_grad_y ? cols : rows;
   const int64_t row_bytes = (volume(s.out) / s.out[axis] * gy_channels + s.stride[axis] * (volume(s.in) / s.in[axis]) * x_channels) *
@@ -118,7 +113,7 @@ std::optional<PixelReductionPlan> plan_pixel_reduction(const ConvShape& s, int t
   // A group's weight larger than the cache's share would need several tile sets, each reading
   // x and grad_y again; the engine is as fast or faster there (measured, weight gradient alone:
   // dcgan_block 2.2-2.7x faster on the engine, gan_decoder and hifigan_up1 1.0-1.1x).
-  if (!add_tile_sets(&p, element_bytes)) return std::nullopt;
+  if (!add_tile_set(&p, element_bytes)) return std::nullopt;
   p.chunk_axis = 0;
   while (p.chunk_axis < kMaxRank - 1 && s.out[p.chunk_axis] == 1) ++p.chunk_axis;
   add_chunks(&p, element_bytes);
@@ -130,7 +125,7 @@ std::optional<PixelReductionPlan> plan_pixel_reduction(const ConvShape& s, int t
 
 namespace {
 
-// x's panels for a tile set and a chunk: per block of the set's x channels, the positions of
+// x's panels for a group and a chunk: per block of the set's x channels, the positions of
 // the chunk's window phase by phase (position q * stride + r, r < stride per axis), each
 // phase a box of q_count pixels of `width` channels.
 template <typename T>
@@ -175,14 +170,14 @@ void pack_x_job(const ConvShape& s, const T* image, const ChunkBoxes& b, const X
     }
 }
 
-// This thread's share of packing the set's x panels for a chunk.
+// This thread's share of packing group g's x panels for a chunk.
 template <typename T>
-void pack_x_panels(const PixelReductionPlan& p, const TileSet& set, const PixelChunk& chunk, const ChunkBoxes& b,
+void pack_x_panels(const PixelReductionPlan& p, int64_t g, const PixelChunk& chunk, const ChunkBoxes& b,
                    const T* x, const XPanels<T>& panels, int tid, int count) {
   const ConvShape& s = p.shape;
-  const std::vector<int64_t>& firsts = p.broadcast_grad_y ? set.col_firsts : set.row_firsts;
+  const std::vector<int64_t>& firsts = p.broadcast_grad_y ? p.tile_set.col_firsts : p.tile_set.row_firsts;
   const int64_t per_block = s.stride[0] * s.stride[1] * b.q_count[0] * b.q_count[1] * ceil_div(b.q_count[2], kPackRun);
-  const T* image = x + chunk.image * volume(s.in) * s.in_channels + set.group * (s.in_channels / s.groups);
+  const T* image = x + chunk.image * volume(s.in) * s.in_channels + g * (s.in_channels / s.groups);
   int64_t begin, end;
   split_range(static_cast<int64_t>(firsts.size()) * per_block, tid, count, &begin, &end);
   for (int64_t j = begin; j < end; ++j)
@@ -192,12 +187,12 @@ void pack_x_panels(const PixelReductionPlan& p, const TileSet& set, const PixelC
 // The tile's box of the chunk's output pixels whose x position is inside x (grad_y read in
 // place, x in its panel), and the arguments that sum it; false when the box is empty.
 template <typename T>
-bool tile_box(const PixelReductionPlan& p, const TileSet& set, const ReductionTile& tile, const PixelChunk& chunk,
+bool tile_box(const PixelReductionPlan& p, int64_t g, const ReductionTile& tile, const PixelChunk& chunk,
               const ChunkBoxes& b, const T* grad_y, const XPanels<T>& x, T* sums, PixelReductionArgs<T>* args) {
   const ConvShape& s = p.shape;
   const Extent tap = {tile.tap / (s.kernel[1] * s.kernel[2]), tile.tap / s.kernel[2] % s.kernel[1], tile.tap % s.kernel[2]};
-  const int64_t row_first = set.row_firsts[tile.row_block], col_first = set.col_firsts[tile.col_block];
-  const T* gy = grad_y + chunk.image * volume(s.out) * s.out_channels + set.group * (s.out_channels / s.groups) +
+  const int64_t row_first = p.tile_set.row_firsts[tile.row_block], col_first = p.tile_set.col_firsts[tile.col_block];
+  const T* gy = grad_y + chunk.image * volume(s.out) * s.out_channels + g * (s.out_channels / s.groups) +
                 (p.broadcast_grad_y ? row_first : col_first);
   const T* xp = x.data + static_cast<int64_t>(p.broadcast_grad_y ? tile.col_block : tile.row_block) * x.block_size;
   int64_t gy_step = s.out_channels, x_step = x.width, phase = 0, phase_step = 1;
@@ -220,7 +215,7 @@ bool tile_box(const PixelReductionPlan& p, const TileSet& set, const ReductionTi
   xp += phase * x.phase_size;
   args->broadcast = p.broadcast_grad_y ? gy : xp;
   args->vectors = p.broadcast_grad_y ? xp : gy;
-  args->sums = sums + ((set.group * volume(s.kernel) + tile.tap) * p.broadcast_channels + row_first) * p.vector_channels + col_first;
+  args->sums = sums + ((g * volume(s.kernel) + tile.tap) * p.broadcast_channels + row_first) * p.vector_channels + col_first;
   args->sums_row = p.vector_channels;
   args->first_row = tile.first_row;
   args->first_col = tile.first_col;
@@ -233,27 +228,26 @@ template <typename T>
 void execute_pixel_reduction(const PixelReductionPlan& p, const T* x, const T* grad_y, T* sums) {
   const ConvShape& s = p.shape;
   const auto kernel = kernels_for<T>().pixel_reduction;
-  const TileSet& first = p.sets[0];  // all alike
+  const TileSet& set = p.tile_set;
   const int64_t x_width = p.broadcast_grad_y ? p.cols : p.rows;
-  const int64_t x_blocks = static_cast<int64_t>((p.broadcast_grad_y ? first.col_firsts : first.row_firsts).size());
+  const int64_t x_blocks = static_cast<int64_t>((p.broadcast_grad_y ? set.col_firsts : set.row_firsts).size());
   AlignedVector<T> panel(static_cast<size_t>(checked_mul(x_blocks * x_width, p.x_panel_pixels, "x")));
   const std::atomic<bool>& stop = stop_flag();
   parallel_region(p.threads, [&](int tid, int count) {
     PixelReductionArgs<T> args;
-    for (const TileSet& set : p.sets) {
-      int64_t begin, end;
-      split_range(static_cast<int64_t>(set.tiles.size()), tid, count, &begin, &end);
+    int64_t begin, end;
+    split_range(static_cast<int64_t>(set.tiles.size()), tid, count, &begin, &end);
+    for (int64_t g = 0; g < s.groups; ++g)
       for (const PixelChunk& chunk : p.chunks) {
         const ChunkBoxes b = chunk_boxes(s, p.chunk_axis, chunk);
         const XPanels<T> panels = x_panels(panel.data(), x_width, s, b);
         const bool stopped = stop.load(std::memory_order_relaxed);  // every thread still meets every barrier
-        if (!stopped) pack_x_panels(p, set, chunk, b, x, panels, tid, count);
+        if (!stopped) pack_x_panels(p, g, chunk, b, x, panels, tid, count);
         region_barrier();
         for (int64_t t = begin; t < end && !stopped; ++t)
-          if (tile_box(p, set, set.tiles[static_cast<size_t>(t)], chunk, b, grad_y, panels, sums, &args)) kernel(args);
+          if (tile_box(p, g, set.tiles[static_cast<size_t>(t)], chunk, b, grad_y, panels, sums, &args)) kernel(args);
         region_barrier();  // before the panels are packed again
       }
-    }
   });
 }
 

@@ -29,11 +29,10 @@ struct ReductionTile {
   size_t first_row, first_col;
 };
 
-// Tiles run in sets, one per group: its blocks of broadcast channels (rows) x blocks of vector
-// channels (columns) x every tap, whose sums stay in the cache while the set goes through the
-// chunks.
+// The tiles of a group, the same for every group: its blocks of broadcast channels (rows) x
+// blocks of vector channels (columns) x every tap, whose sums stay in the cache while the set
+// goes through the chunks.
 struct TileSet {
-  int64_t group;
   std::vector<int64_t> row_firsts, col_firsts;  // the blocks' first channels (in the group)
   std::vector<ReductionTile> tiles;
 };
@@ -49,7 +48,7 @@ struct PixelReductionPlan {
   int64_t broadcast_channels, vector_channels;  // per group
   int64_t rows, cols;                           // of a tile (MR, NR)
   size_t chunk_axis;
-  std::vector<TileSet> sets;
+  TileSet tile_set;
   std::vector<PixelChunk> chunks;
   int64_t x_panel_pixels;  // the largest chunk's, per block of x's channels
   int threads;

@@ -38,7 +38,6 @@ class _Setup:
     geometry: _p.ConvGeometry
     dtype: np.dtype  # of the gradients
     work: np.dtype  # computed in: half precision in float32, rounded once at the end
-    want: Tuple[bool, bool, bool]
     # The input gradient: the adjoint operator's maker, the geometry of its result (x's shape)
     # and its call for these shapes (None when the gradient is empty or not wanted).
     make_adjoint: Callable[[np.ndarray, Optional[np.ndarray]], Any]
@@ -72,7 +71,7 @@ def _setup(
     if want[0] and ga.size and xa.size:
         call = make(_p.as_compute(wa, work), None).functional(list(ga.shape), list(of_x.out_shape),
                                                              list(geometry.pad_begin))
-    return _Setup(params, geometry, dtype, work, want, make, of_x, call)
+    return _Setup(params, geometry, dtype, work, make, of_x, call)
 
 
 def _backward(
